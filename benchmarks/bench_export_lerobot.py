@@ -3,8 +3,14 @@ and the size against the same frames stored as PNG in parquet. Prints one JSON o
 
     python benchmarks/bench_export_lerobot.py [--store PATH | --n 4 --size 256] [--codec av1]
 
-Without --store it generates a small real store with the expert (tests/_stores.make_store).
-Throughput is per camera stream: frames/s x 2 cameras are encoded.
+Without --store it generates a real store with the expert (tests/_stores.make_store); 30 episodes
+by default so that process start-up (about 0.5 s per worker) does not dominate the figure.
+
+Throughput is reported two ways: ``camera_frames_per_s`` counts every 256x256 frame of every camera
+stream that was read, summarised and encoded (2 per dataset frame: agentview and wrist); this is the
+figure the 300 frames/s target of issue 7 is checked against. ``dataset_frames_per_s`` counts dataset
+frames (rows), each carrying both streams. ``encoder_only_frames_per_s_one_thread`` is the AV1/H.264
+encoder alone on one core, the ceiling for one worker.
 """
 
 from __future__ import annotations
@@ -93,10 +99,22 @@ def video_psnr(root: Path, store, indices: list[int], key: str, cam: str) -> flo
     return float(np.mean(vals))
 
 
+def encoder_only_fps(store, indices: list[int], codec: str) -> float:  # noqa: ANN001
+    """Frames/s of the video encoder alone (one thread, lerobot's settings) on decoded agentview frames."""
+    from converters import _lerobot_video as vid
+
+    eps = [store.episode(i).images("agentview") for i in indices[:8]]
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        for k, frames in enumerate(eps):
+            vid.encode_segment(frames, Path(d) / f"{k}.mp4", 10, codec, threads=1)
+        return round(sum(len(e) for e in eps) / (time.perf_counter() - t0), 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--store", type=Path, default=None)
-    ap.add_argument("--n", type=int, default=4)
+    ap.add_argument("--n", type=int, default=30)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--codec", default="av1")
     args = ap.parse_args()
@@ -116,7 +134,8 @@ def main() -> None:
         idx = store.select(success=True)
         frames = sum(store.episode(i).length for i in idx)
         result: dict = {"store": str(store_path), "episodes": len(idx), "frames": frames,
-                        "image_shape": list(store.image_shape), "codec": args.codec, "cpu_count": os.cpu_count()}
+                        "image_shape": list(store.image_shape), "codec": args.codec, "cpu_count": os.cpu_count(),
+                        "load_average_1min_at_start": round(os.getloadavg()[0], 2)}
         for workers in (1, 2):
             out = tmp / f"out{workers}"
             with PeakRSS() as rss:
@@ -126,11 +145,13 @@ def main() -> None:
             video_bytes = sum(p.stat().st_size for p in (out / "videos").rglob("*.mp4"))
             result[f"workers_{workers}"] = {
                 "seconds": round(dt, 2),
-                "frames_per_s": round(frames / dt, 1),
-                "frames_per_s_per_camera_stream": round(2 * frames / dt, 1),
+                "dataset_frames_per_s": round(frames / dt, 1),
+                "camera_frames_per_s": round(2 * frames / dt, 1),
                 "peak_rss_mb": round(rss.peak / 2**20, 1),
                 "dataset_bytes": s["bytes"],
             }
+        result["target_camera_frames_per_s"] = 300
+        result["encoder_only_frames_per_s_one_thread"] = encoder_only_fps(store, idx, args.codec)
         out = tmp / "out1"
         video_bytes = sum(p.stat().st_size for p in (out / "videos").rglob("*.mp4"))
         result["video_bytes_per_frame"] = round(video_bytes / (2 * frames), 1)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from PIL import Image
 
 QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
 QUANTILE_KEYS = tuple(f"q{int(q * 100):02d}" for q in QUANTILES)
@@ -121,14 +122,34 @@ def vector_stats(values: NDArray[Any], version: str) -> Stats:
     return {k: (v if k == "count" else np.asarray(v).reshape(-1)) for k, v in s.items()}
 
 
-def uint8_channel_stats(chw: NDArray[np.uint8]) -> Stats:
-    """Per-channel statistics of (N, C, H, W) uint8 pixels from their 256-value counts (fast, exact).
+def channel_counts(frames_hwc: NDArray[np.uint8]) -> NDArray[np.int64]:
+    """(3, 256) counts of each value of each channel over lerobot's statistics sample of ``frames_hwc``.
+
+    The sample is lerobot's: ``sample_indices`` frames, each downsampled as
+    ``auto_downsample_height_width`` does. Full-size frames are counted with Pillow's C histogram
+    (about 5x faster than ``np.bincount`` per channel); downsampled ones with ``np.bincount``.
+    """
+    idx = sample_indices(len(frames_hwc))
+    h, w = frames_hwc.shape[1:3]
+    counts = np.zeros((3, 256), dtype=np.int64)
+    if max(h, w) < 300:
+        for i in idx:
+            counts += np.asarray(Image.fromarray(frames_hwc[i], "RGB").histogram(), dtype=np.int64).reshape(3, 256)
+        return counts
+    chw = downsample_for_stats(np.ascontiguousarray(frames_hwc[idx].transpose(0, 3, 1, 2)))
+    for c in range(3):
+        counts[c] = np.bincount(chw[:, c].reshape(-1), minlength=256)
+    return counts
+
+
+def uint8_channel_stats(counts: NDArray[np.integer]) -> Stats:
+    """Per-channel statistics of uint8 pixels from their (C, 256) value counts (fast, exact).
 
     Same values as :func:`running_stats` over the pixels (the 5000-bin histogram is filled from the
     counts of each integer value, which land in the same bins), without sorting millions of pixels.
     """
-    C = chw.shape[1]
-    counts = np.stack([np.bincount(chw[:, c].reshape(-1), minlength=256) for c in range(C)]).astype(np.float64)
+    counts = np.asarray(counts, dtype=np.float64)
+    C = counts.shape[0]
     vals = np.arange(256, dtype=np.float64)
     n = int(counts[0].sum())
     lo = np.array([vals[c > 0].min() for c in counts])
@@ -153,12 +174,11 @@ def image_stats(frames_hwc: NDArray[np.uint8], version: str) -> Stats:
 
     The sample of frames is lerobot's (``sample_indices``); ``count`` is the number of sampled frames.
     """
-    idx = sample_indices(len(frames_hwc))
-    chw = downsample_for_stats(np.ascontiguousarray(frames_hwc[idx].transpose(0, 3, 1, 2)))
-    s = uint8_channel_stats(chw)
+    s = uint8_channel_stats(channel_counts(frames_hwc))
+    n_frames = len(sample_indices(len(frames_hwc)))
     out: Stats = {}
     for k, v in s.items():
-        out[k] = np.array([len(idx)]) if k == "count" else (np.asarray(v, dtype=np.float64) / 255.0).reshape(-1, 1, 1)
+        out[k] = np.array([n_frames]) if k == "count" else (np.asarray(v, dtype=np.float64) / 255.0).reshape(-1, 1, 1)
     return out
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -130,15 +131,17 @@ def video_info(path: Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------- worker side
 _STORES: dict[str, Any] = {}
+_STORES_LOCK = threading.Lock()
 
 
 def _store(path: str) -> Any:
     from bomb_data.store import EpisodeStore
 
-    if path not in _STORES:
-        _STORES.clear()
-        _STORES[path] = EpisodeStore(path)
-    return _STORES[path]
+    with _STORES_LOCK:  # jobs may run in threads (export with workers=1)
+        if path not in _STORES:
+            _STORES.clear()
+            _STORES[path] = EpisodeStore(path)
+        return _STORES[path]
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,25 @@ def test_quat_to_axis_angle_matches_rotation() -> None:
     np.testing.assert_allclose(lr.quat_wxyz_to_axis_angle(np.array([1.0, 0, 0, 0])), 0, atol=1e-7)
 
 
+@pytest.mark.parametrize("size", [64, 320])
+def test_image_stats_match_pixelwise_definition(size: int) -> None:
+    """Counting values (Pillow's histogram, or bincount for downsampled frames) gives lerobot's stats:
+    the same numbers as running_stats over the sampled pixels themselves."""
+    from converters import _lerobot_stats as st
+
+    rng = np.random.default_rng(size)
+    frames = rng.integers(0, 256, size=(7, size, size, 3), dtype=np.uint8)
+    frames[..., 1] //= 3  # channels with different ranges
+    got = st.image_stats(frames, "v3.0")
+    idx = st.sample_indices(len(frames))
+    chw = st.downsample_for_stats(np.ascontiguousarray(frames[idx].transpose(0, 3, 1, 2)))
+    pixels = chw.transpose(0, 2, 3, 1).reshape(-1, 3).astype(np.float64) / 255.0
+    want = st.running_stats(pixels)
+    for k in ("min", "max", "mean", "std", *st.QUANTILE_KEYS):
+        np.testing.assert_allclose(got[k].reshape(-1), want[k], rtol=0, atol=1e-6, err_msg=k)
+    assert got["count"][0] == len(idx)
+
+
 @pytest.mark.parametrize("kind", ["v3.0_video", "v3.0_images"])
 def test_v30_layout_and_schema(exports: dict[str, Path], tiny_store: Path, kind: str) -> None:
     root = exports[kind]

@@ -23,4 +23,5 @@ def decode_jpeg(data: bytes | bytearray | memoryview | NDArray[np.uint8]) -> NDA
     if isinstance(data, np.ndarray):
         data = data.tobytes()
     with Image.open(io.BytesIO(bytes(data))) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+        im.load()
+        return np.asarray(im if im.mode == "RGB" else im.convert("RGB"), dtype=np.uint8)

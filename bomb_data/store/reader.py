@@ -66,7 +66,15 @@ class Episode:
 
     def images(self, camera: str) -> NDArray[np.uint8]:
         """Decoded frames of ``camera``, (T, H, W, 3) uint8 RGB, upright."""
-        return np.stack([decode_jpeg(b) for b in self.jpeg(camera)])
+        files = self.jpeg(camera)
+        if not files:
+            return np.zeros((0, 0, 0, 3), dtype=np.uint8)
+        first = decode_jpeg(files[0])
+        out = np.empty((len(files), *first.shape), dtype=np.uint8)
+        out[0] = first
+        for i in range(1, len(files)):
+            out[i] = decode_jpeg(files[i])
+        return out
 
     def __repr__(self) -> str:
         m = self.meta
