@@ -8,13 +8,27 @@ the state-only environment (the expert acts from privileged state, so image-leve
 change its success; scene-level axes are all applied). Each cell reports successes, episodes, the
 Wilson 95% lower bound and failure reasons; ``cells_below_95`` lists cells under 95%.
 
-Cost: one full generation episode per cell (``rollout_expert``: both 256 x 256 cameras rendered,
+Cost: full generation episodes per cell (``rollout_expert``: both 256 x 256 cameras rendered,
 JPEG-encoded for the store) with timers around the perturbation work:
-``params_s`` (grid.episode_params), ``image_s`` (apply_image_params on every frame), and
+``params_s`` (grid.episode_params), ``image_s`` (perturb_frame on every frame), and
 ``scene_build_s`` (compiling a new model when the cell changes the scene structure; the
 environment caches compiled models, so this is paid once per structure per worker). The fraction
-reported is (params_s + image_s) / episode_s, and ``with_build`` adds scene_build_s as if the
-model were rebuilt for every episode (the worst case).
+reported is (params_s + image_s) / episode_s, the median over ``--cost-repeats`` timed episodes
+after one untimed warm-up episode of the cell (per-process one-time work such as the noise bank is
+excluded, as in a long generation run); ``with_build`` adds scene_build_s as if the model were
+rebuilt for every episode (the worst case). The renderer runs as ``bomb-data generate`` runs it
+with one worker per core (``LP_NUM_THREADS=1``) unless the variable is already set.
+
+A frame that the perturbation leaves as a JPEG file (``jpeg_quality``) is stored as that file, so
+generation skips the store's own JPEG encode of it. ``net_fraction`` accounts for that: the time
+the skipped encodes would have taken (``store_encode_saved_s``, measured by encoding the same
+frames at the store's quality after the episode) is subtracted from the perturbation's time and
+added back to the episode's: net = image_s + params_s - saved_s, net_fraction = net /
+(episode_s - net). Cells without JPEG artefacts have saved_s = 0 and net ~ fraction.
+The reported row of a cell is the timed episode with the median net_fraction.
+
+``cost.random_all_axes`` times ``--cost-random`` episodes of the ``randomized`` grid, where every
+axis is sampled at once (image-level ones included), and reports the same fractions.
 """
 
 from __future__ import annotations
@@ -27,12 +41,14 @@ import time
 from typing import Any
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("LP_NUM_THREADS", "1")  # as bomb-data generate's workers (one per core)
 
 import numpy as np  # noqa: E402
 
 import bomb_data.env as env_mod  # noqa: E402
 from bomb_data.config import BombConfig, SimConfig  # noqa: E402
 from bomb_data.env import GoPlaceEnv  # noqa: E402
+from bomb_data.store.images import encode_jpeg  # noqa: E402
 from bomb_data.perturb.grid import load_grid  # noqa: E402
 from bomb_data.rollout import episode_seed, rollout_expert  # noqa: E402
 from bomb_data.sim.scene import Structure, build_scene  # noqa: E402
@@ -87,60 +103,131 @@ def success_per_cell(grid_name: str, episodes: int, seed: int) -> dict[str, Any]
             "seconds": round(time.perf_counter() - t0, 1), "per_cell": res}
 
 
-def cost_per_cell(grid_name: str, seed: int, max_cells: int, axes: list[str] | None = None) -> dict[str, Any]:
+class _ImageTimer:
+    """Times perturb_frame inside the environment (wraps the name env.py calls)."""
+
+    def __init__(self) -> None:
+        self.seconds, self.frames = 0.0, 0
+        self.as_jpeg: list[Any] = []  # frames stored as the perturbation's own JPEG file
+        self._original = env_mod.perturb_frame
+
+    def __enter__(self) -> "_ImageTimer":
+        def timed(img, p, rng):  # noqa: ANN001, ANN202
+            t = time.perf_counter()
+            out = self._original(img, p, rng)
+            self.seconds += time.perf_counter() - t
+            self.frames += 1
+            if out[1] is not None:
+                self.as_jpeg.append(out[0])
+            return out
+
+        env_mod.perturb_frame = timed
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        env_mod.perturb_frame = self._original
+
+    def reset(self) -> None:
+        self.seconds, self.frames = 0.0, 0
+        self.as_jpeg = []
+
+    def saved_store_encode_s(self, quality: int) -> float:
+        """Seconds the store's JPEG encode of the frames kept as their own JPEG files would take."""
+        t = time.perf_counter()
+        for f in self.as_jpeg:
+            encode_jpeg(f, quality)
+        return time.perf_counter() - t
+
+
+def _timed_episode(env: GoPlaceEnv, cfg: BombConfig, params: Any, seed: int, timer: _ImageTimer,
+                   params_s: float) -> dict[str, Any]:
+    timer.reset()
+    _, summ = rollout_expert(env, cfg, params, seed)
+    saved = timer.saved_store_encode_s(cfg.generate.jpeg_quality)
+    net = params_s + timer.seconds - saved
+    return {"episode_s": summ["seconds"], "steps": summ["steps"], "success": summ["success"],
+            "image_s": timer.seconds, "frames": timer.frames, "saved_s": saved,
+            "fraction": (params_s + timer.seconds) / summ["seconds"],
+            "net_fraction": net / (summ["seconds"] - net)}
+
+
+def cost_per_cell(grid_name: str, seed: int, max_cells: int, axes: list[str] | None = None,
+                  repeats: int = 3) -> dict[str, Any]:
     g = load_grid(grid_name)
     cells = [c for c in g.cells() if not axes or c.axis is None or c.axis in axes]
     cells = cells if max_cells <= 0 else cells[:max_cells]
     cfg = BombConfig()
     env = GoPlaceEnv(cfg)
-    timer = {"image_s": 0.0, "frames": 0}
-    original = env_mod.apply_image_params
-
-    def timed(img, p, rng):
-        t = time.perf_counter()
-        out = original(img, p, rng)
-        timer["image_s"] += time.perf_counter() - t
-        timer["frames"] += 1
-        return out
-
-    env_mod.apply_image_params = timed
     built: dict[Structure, float] = {}
+    nominal_structure = Structure.of(g.cells()[0].params.scene)
     rows = {}
-    try:
-        rollout_expert(env, cfg, g.cells()[0].params, 10_000)  # warm up: model, GL context
-        index = {c.id: i for i, c in enumerate(g.cells())}
-        for c in cells:
-            i = index[c.id]
-            t = time.perf_counter()
-            for _ in range(100):
-                cell, params = g.episode_params(seed, i)
-            params_s = (time.perf_counter() - t) / 100
-            st = Structure.of(params.scene)
-            if st not in built:
+    with _ImageTimer() as timer:
+        try:
+            rollout_expert(env, cfg, g.cells()[0].params, 10_000)  # warm up: model, GL context
+            index = {c.id: i for i, c in enumerate(g.cells())}
+            for c in cells:
+                i = index[c.id]
                 t = time.perf_counter()
-                build_scene(cfg.sim, params.scene)
-                built[st] = time.perf_counter() - t
-            timer["image_s"], timer["frames"] = 0.0, 0
-            rec, summ = rollout_expert(env, cfg, params, episode_seed(seed, i, 0))
-            ep = summ["seconds"]
-            rows[cell.id] = {"episode_s": round(ep, 3), "steps": summ["steps"], "success": summ["success"],
-                             "params_s": round(params_s, 6), "image_s": round(timer["image_s"], 4),
-                             "image_ms_per_frame": round(1e3 * timer["image_s"] / max(1, timer["frames"]), 3),
-                             "scene_build_s": round(built[st], 3) if st != Structure.of(g.cells()[0].params.scene)
-                             else 0.0,
-                             "fraction": round((params_s + timer["image_s"]) / ep, 4),
-                             "fraction_with_build": round((params_s + timer["image_s"] + (
-                                 built[st] if st != Structure.of(g.cells()[0].params.scene) else 0.0)) / ep, 4)}
-    finally:
-        env_mod.apply_image_params = original
-        env.close()
+                for _ in range(100):
+                    cell, params = g.episode_params(seed, i)
+                params_s = (time.perf_counter() - t) / 100
+                st = Structure.of(params.scene)
+                if st not in built:
+                    t = time.perf_counter()
+                    build_scene(cfg.sim, params.scene)
+                    built[st] = time.perf_counter() - t
+                build = built[st] if st != nominal_structure else 0.0
+                ep_seed = episode_seed(seed, i, 0)
+                rollout_expert(env, cfg, params, ep_seed)  # warm-up of this cell (untimed)
+                runs = [_timed_episode(env, cfg, params, ep_seed, timer, params_s) for _ in range(repeats)]
+                med = sorted(runs, key=lambda r: r["net_fraction"])[len(runs) // 2]
+                rows[cell.id] = {"episode_s": round(med["episode_s"], 3), "steps": med["steps"],
+                                 "success": med["success"], "params_s": round(params_s, 6),
+                                 "image_s": round(med["image_s"], 4),
+                                 "image_ms_per_frame": round(1e3 * med["image_s"] / max(1, med["frames"]), 3),
+                                 "episode_ms_per_frame": round(1e3 * med["episode_s"] / max(1, med["frames"]), 3),
+                                 "scene_build_s": round(build, 3),
+                                 "fraction": round(med["fraction"], 4),
+                                 "fractions_all_repeats": [round(r["fraction"], 4) for r in runs],
+                                 "fraction_with_build": round(med["fraction"] + build / med["episode_s"], 4)}
+                rows[cell.id]["store_encode_saved_s"] = round(med["saved_s"], 4)
+                rows[cell.id]["net_fraction"] = round(med["net_fraction"], 4)
+        finally:
+            env.close()
     fr = [r["fraction"] for r in rows.values()]
     worst = max(rows, key=lambda k: rows[k]["fraction"])
-    return {"grid": g.name, "cells_measured": len(rows), "max_fraction": max(fr), "max_fraction_cell": worst,
-            "mean_fraction": round(float(np.mean(fr)), 4),
+    return {"grid": g.name, "cells_measured": len(rows), "repeats": repeats, "max_fraction": max(fr),
+            "max_fraction_cell": worst, "mean_fraction": round(float(np.mean(fr)), 4),
             "max_fraction_with_build": max(r["fraction_with_build"] for r in rows.values()),
             "cells_at_or_above_10pct": {k: r["fraction"] for k, r in rows.items() if r["fraction"] >= 0.10},
+            "max_net_fraction": max(r["net_fraction"] for r in rows.values()),
+            "max_net_fraction_cell": max(rows, key=lambda k: rows[k]["net_fraction"]),
             "per_cell": rows}
+
+
+def cost_random(seed: int, episodes: int) -> dict[str, Any]:
+    """Fractions over episodes of the ``randomized`` grid (every axis sampled per episode)."""
+    g = load_grid("randomized")
+    cfg = BombConfig()
+    env = GoPlaceEnv(cfg)
+    out = []
+    with _ImageTimer() as timer:
+        try:
+            rollout_expert(env, cfg, g.episode_params(seed, 0)[1], 10_000)
+            for i in range(episodes):
+                t = time.perf_counter()
+                _, params = g.episode_params(seed, i)
+                params_s = time.perf_counter() - t
+                rollout_expert(env, cfg, params, episode_seed(seed, i, 1))  # warm-up: scene compile cached
+                out.append(_timed_episode(env, cfg, params, episode_seed(seed, i, 0), timer, params_s))
+        finally:
+            env.close()
+    fr = sorted(r["fraction"] for r in out)
+    net = sorted(r["net_fraction"] for r in out)
+    return {"grid": g.name, "episodes": len(out), "median_fraction": round(fr[len(fr) // 2], 4),
+            "max_fraction": round(fr[-1], 4), "median_net_fraction": round(net[len(net) // 2], 4),
+            "max_net_fraction": round(net[-1], 4),
+            "image_ms_per_frame_median": round(float(np.median([1e3 * r["image_s"] / r["frames"] for r in out])), 3)}
 
 
 def main() -> None:
@@ -150,17 +237,23 @@ def main() -> None:
     ap.add_argument("--cost-grid", default="ablation", help="grid whose cells are timed (one episode each)")
     ap.add_argument("--cost-cells", type=int, default=0, help="time only the first N cells (0 = all)")
     ap.add_argument("--cost-axes", nargs="*", default=None, help="time only cells of these axes (and nominal)")
+    ap.add_argument("--cost-repeats", type=int, default=3, help="timed episodes per cell (median reported)")
+    ap.add_argument("--cost-random", type=int, default=10, help="randomized-grid episodes timed (0 = skip)")
     ap.add_argument("--no-cost", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-success", action="store_true")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     a = ap.parse_args()
-    out: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "mujoco_gl": os.environ.get("MUJOCO_GL")},
+    out: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "mujoco_gl": os.environ.get("MUJOCO_GL"),
+                                       "lp_num_threads": os.environ.get("LP_NUM_THREADS"),
+                                       "load_average_1min_at_start": round(os.getloadavg()[0], 2)},
                            "success": {}}
     for name in [] if a.no_success else a.grids:
         out["success"][name] = success_per_cell(name, a.episodes, a.seed)
     if not a.no_cost:
-        out["cost"] = cost_per_cell(a.cost_grid, a.seed, a.cost_cells, a.cost_axes)
+        out["cost"] = cost_per_cell(a.cost_grid, a.seed, a.cost_cells, a.cost_axes, a.cost_repeats)
+        if a.cost_random > 0:
+            out["cost"]["random_all_axes"] = cost_random(a.seed, a.cost_random)
     text = json.dumps(out, indent=2)
     if a.out:
         with open(a.out, "w") as f:

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from .config import BombConfig, SimConfig, format_validation_error
 from .errors import ConfigError
 from .params import EpisodeParams
-from .perturb.image import apply_image_params
+from .perturb.image import perturb_frame
 from .perturb.language import write_instruction
 from .rotations import state8
 from .sim.controller import MAX_DPOS_M, MAX_DROT_RAD, DeltaEEFController
@@ -106,6 +106,8 @@ class GoPlaceEnv(gym.Env):
         self.model: mujoco.MjModel | None = None
         self.data: mujoco.MjData | None = None
         self._renderer: mujoco.Renderer | None = None
+        # camera -> (latest perturbed frame, its JPEG file or None): see frame_jpeg
+        self._frame_jpeg: dict[str, tuple[Any, bytes | None]] = {}
         self._seg_renderer: mujoco.Renderer | None = None
         self.params = self.default_params
         self._steps = 0
@@ -218,7 +220,15 @@ class GoPlaceEnv(gym.Env):
         assert r is not None
         r.update_scene(self.data, camera=camera)
         img = r.render()
-        return apply_image_params(img, self.params.image, self._img_rng)
+        out, jpeg = perturb_frame(img, self.params.image, self._img_rng)
+        self._frame_jpeg[camera] = (out, jpeg)
+        return out
+
+    def frame_jpeg(self, camera: str, frame: NDArray[np.uint8]) -> bytes | None:
+        """The JPEG file that decodes exactly to ``frame``, when ``frame`` is the latest rendered
+        observation of ``camera`` and the image perturbation ended in a JPEG round trip; else None."""
+        last, jpeg = self._frame_jpeg.get(camera, (None, None))
+        return jpeg if last is frame else None
 
     def _observe(self) -> dict[str, Any]:
         c = self.ctrl

@@ -44,11 +44,14 @@ def split_of(root_seed: int, k: int, heldout: bool, val_fraction: float) -> str:
 
 
 def versions() -> dict[str, str]:
+    import cv2
     import mujoco
+    import PIL
     import zarr
 
     return {"bomb_data": __version__, "mujoco": mujoco.__version__, "numpy": np.__version__,
-            "zarr": zarr.__version__, "python": platform.python_version()}
+            "zarr": zarr.__version__, "opencv": cv2.__version__, "pillow": PIL.__version__,
+            "python": platform.python_version()}
 
 
 def mj_state_dim(cfg: BombConfig, max_board_stones: int) -> int:

@@ -54,7 +54,8 @@ def rollout_expert(env: GoPlaceEnv, cfg: BombConfig, params: EpisodeParams, seed
     while not (terminated or truncated):
         states.append(env.mj_state())
         for c in CAMERAS:
-            jpeg[c].append(encode_jpeg(obs[c], jpeg_quality))
+            # a frame that already is a JPEG (jpeg_quality perturbation) is stored as that file
+            jpeg[c].append(env.frame_jpeg(c, obs[c]) or encode_jpeg(obs[c], jpeg_quality))
         for k in _VEC_KEYS:
             rows[k].append(obs[k])
         rows["stone_pos"].append(info["privileged"]["stone_pos"])

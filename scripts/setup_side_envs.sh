@@ -6,7 +6,8 @@
 #   bash scripts/setup_side_envs.sh            # all of them
 #   bash scripts/setup_side_envs.sh lerobot30  # just one
 #
-# A side env is rebuilt only when its recipe changed (the recipe's hash is stored in the env).
+# A side env is rebuilt only when its recipe changed (the recipe's hash is stored in the env), or,
+# for recipes that install this repository ("$REPO[...]"), when pyproject.toml changed.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
@@ -19,7 +20,11 @@ for name in "${names[@]}"; do
   recipe="$here/side_envs/$name.sh"
   [ -f "$recipe" ] || { echo "error: no recipe scripts/side_envs/$name.sh" >&2; exit 2; }
   env_dir="$repo/.venvs/$name"
-  want="$(sha256sum "$recipe" | cut -c1-16)"
+  if grep -q '\$REPO\[' "$recipe"; then
+    want="$(cat "$recipe" "$repo/pyproject.toml" | sha256sum | cut -c1-16)"
+  else
+    want="$(sha256sum "$recipe" | cut -c1-16)"
+  fi
   if [ -x "$env_dir/bin/python" ] && [ "$(cat "$env_dir/.recipe" 2>/dev/null)" = "$want" ]; then
     echo "side env $name: up to date"
     continue

@@ -279,17 +279,43 @@ def test_image_ops_are_deterministic_and_keep_shape() -> None:
         apply_image_params(img.astype(np.float32), p, np.random.default_rng(0))
 
 
-def test_gaussian_blur_matches_reference_kernel() -> None:
+@pytest.mark.parametrize("sigma", [0.8, 1.5, 2.0])
+def test_gaussian_blur_matches_reference_convolution(sigma: float) -> None:
+    """OpenCV's 8-bit blur equals a float separable Gaussian (radius ceil(3 sigma), edges
+    replicated) to within one level, and keeps an impulse's mass."""
     from bomb_data.perturb.image import _gaussian_blur
 
-    a = np.zeros((21, 21, 3), np.float32)
-    a[10, 10] = 1000.0
-    out = _gaussian_blur(a, 1.5)
-    assert abs(out.sum() - 3000.0) < 1e-2
-    # Separable Gaussian: the response to an impulse is the kernel's outer product.
-    k = np.exp(-0.5 * (np.arange(-5, 6) / 1.5) ** 2)
+    img = _picture(1)
+    r = int(np.ceil(3 * sigma))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
     k /= k.sum()
-    assert np.allclose(out[5:16, 5:16, 0], 1000 * np.outer(k, k), atol=1e-3)
+    ref = np.pad(img.astype(np.float64), ((r, r), (r, r), (0, 0)), mode="edge")
+    ref = sum(k[i] * ref[i : i + img.shape[0]] for i in range(2 * r + 1))
+    ref = sum(k[i] * ref[:, i : i + img.shape[1]] for i in range(2 * r + 1))
+    out = _gaussian_blur(img, sigma)
+    assert out.dtype == np.uint8 and out.shape == img.shape
+    assert np.abs(out.astype(np.float64) - ref).max() <= 1.0
+    impulse = np.zeros((31, 31, 3), np.uint8)
+    impulse[15, 15] = 255
+    blurred = _gaussian_blur(impulse, sigma).astype(np.float64)
+    assert abs(blurred[..., 0].sum() - 255) < 0.5 * (2 * r + 1) ** 2 and blurred[15, 15, 0] < 255
+
+
+def test_tone_table_and_noise_are_exact() -> None:
+    """Gains and brightness are round(v * g + 255 b) clipped; integer noise has the asked std and
+    the same episode seed gives the same noise."""
+    from bomb_data.perturb.image import _noise, _tone_table
+
+    img = _picture(2)
+    out = apply_image_params(img, ImageParams(color_gains=(1.2, 1.0, 0.7), brightness=-0.05),
+                             np.random.default_rng(0)).astype(np.float64)
+    want = np.clip(np.floor(img * np.array([1.2, 1.0, 0.7]) - 0.05 * 255 + 0.5), 0, 255)
+    assert np.array_equal(out, want)
+    assert _tone_table((1.0, 1.0, 1.0), 0.0)[0, :, 0].tolist() == list(range(256))
+    n1 = _noise(np.random.default_rng(5), (128, 128, 3), 0.05 * 255)
+    n2 = _noise(np.random.default_rng(5), (128, 128, 3), 0.05 * 255)
+    assert np.array_equal(n1, n2) and n1.dtype == np.int16
+    assert abs(n1.std() - 0.05 * 255) < 0.3 and abs(n1.mean()) < 0.2
 
 
 # --------------------------------------------------------------------------------------- language

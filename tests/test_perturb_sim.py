@@ -150,3 +150,32 @@ def test_same_seed_index_grid_gives_same_pixels() -> None:
     assert len(runs[0]) == len(runs[1])
     for a, b in zip(*runs):
         assert (a == b) if isinstance(a, str) else np.array_equal(a, b)
+
+
+def test_jpeg_artefact_frames_are_stored_as_the_seen_file() -> None:
+    """With jpeg_quality set, the env exposes the JPEG file of each frame; generation stores it, and
+    the store's decoder returns exactly the pixels the policy saw (no second compression)."""
+    from bomb_data.config import BombConfig
+    from bomb_data.params import ImageParams
+    from bomb_data.rollout import rollout_expert
+    from bomb_data.store.images import decode_jpeg
+
+    cfg = BombConfig(sim=SimConfig(image_height=SIZE, image_width=SIZE))
+    p = EpisodeParams(image=ImageParams(jpeg_quality=30, noise_std=0.02))
+    env = GoPlaceEnv(cfg)
+    try:
+        obs, _ = env.reset(seed=SEED, options={"params": p})
+        for cam in ("agentview", "wrist"):
+            file = env.frame_jpeg(cam, obs[cam])
+            assert file is not None and np.array_equal(decode_jpeg(file), obs[cam])
+            assert env.frame_jpeg(cam, obs[cam].copy()) is None  # only the frame it belongs to
+        rec, summ = rollout_expert(env, cfg, p, SEED)
+        first = {cam: rec.jpeg[cam][0] for cam in ("agentview", "wrist")}
+        obs, _ = env.reset(seed=SEED, options={"params": p})
+        for cam in ("agentview", "wrist"):
+            assert first[cam] == env.frame_jpeg(cam, obs[cam])
+            assert np.array_equal(decode_jpeg(first[cam]), obs[cam])
+        obs, _ = env.reset(seed=SEED, options={"params": EpisodeParams()})
+        assert env.frame_jpeg("agentview", obs["agentview"]) is None
+    finally:
+        env.close()

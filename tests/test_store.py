@@ -79,3 +79,34 @@ def test_lock_and_refusals(tiny_store: Path, tmp_path: Path):
     (tmp_path / "plain").mkdir()
     with pytest.raises(StoreError, match="not a bomb-data store"):
         EpisodeStore(tmp_path / "plain")
+
+
+def test_decode_jpeg_matches_pillow(tiny_store, monkeypatch) -> None:  # noqa: ANN001
+    """The store decodes with OpenCV; the pixels equal Pillow's decoding of the same files, so a
+    user reading the stored JPEG bytes with Pillow (or any libjpeg-turbo reader) sees the same frames."""
+    import io
+
+    from PIL import Image
+
+    from bomb_data.store import EpisodeStore
+    from bomb_data.store.images import decode_jpeg
+
+    s = EpisodeStore(tiny_store)
+    n = 0
+    for i in range(len(s)):
+        for cam in ("agentview", "wrist"):
+            for b in s.episode(i).jpeg(cam)[::3]:
+                with Image.open(io.BytesIO(b)) as im:
+                    assert np.array_equal(decode_jpeg(b), np.asarray(im.convert("RGB")))
+                n += 1
+    assert n > 20
+    with pytest.raises(ValueError, match="JPEG"):
+        decode_jpeg(b"not a jpeg")
+    # the Pillow path of environments without OpenCV (e.g. the TFDS builder inside OpenVLA's env)
+    from bomb_data.store import images
+
+    fast = decode_jpeg(b)
+    monkeypatch.setattr(images, "_CV2", False)
+    assert np.array_equal(decode_jpeg(b), fast)
+    with pytest.raises(ValueError, match="JPEG"):
+        decode_jpeg(b"not a jpeg")
