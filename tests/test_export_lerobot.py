@@ -172,6 +172,19 @@ def test_state_and_images_in_parquet(exports: dict[str, Path], tiny_store: Path)
     np.testing.assert_allclose(np.asarray(t["timestamp"]), np.arange(ep.length) / store.fps, atol=1e-6)
 
 
+def test_worker_count_does_not_change_the_dataset(exports: dict[str, Path], tiny_store: Path, tmp_path: Path) -> None:
+    """workers=1 (threads in this process) and workers=2 (processes) write byte-identical videos,
+    parquet files and statistics: AV1 output does not depend on the encoder's thread count."""
+    out = tmp_path / "w2"
+    lr.export(tiny_store, out, workers=2)
+    ref = exports["v3.0_video"]  # made with workers=1
+    files = sorted(p.relative_to(ref) for p in ref.rglob("*") if p.is_file() and p.name != "bomb_data.json")
+    assert any(str(f).endswith(".mp4") for f in files) and any(str(f).endswith(".parquet") for f in files)
+    assert files == sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file() and p.name != "bomb_data.json")
+    for f in files:
+        assert (ref / f).read_bytes() == (out / f).read_bytes(), f
+
+
 def test_file_rollover_and_resize(tiny_store: Path, tmp_path: Path) -> None:
     """Tiny file-size limits force several data/video/chunk files (as big datasets get)."""
     out = tmp_path / "roll"
