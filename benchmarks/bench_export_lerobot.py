@@ -1,7 +1,7 @@
 """Benchmark of the LeRobot export: frames/s with 1 and 2 processes, bytes per frame, PSNR, peak RSS,
 and the size against the same frames stored as PNG in parquet. Prints one JSON object.
 
-    python benchmarks/bench_export_lerobot.py [--store PATH | --n 4 --size 256] [--codec av1]
+    python benchmarks/bench_export_lerobot.py [--store PATH | --n 30 --size 256] [--codec av1] [--compare-lerobot]
 
 Without --store it generates a real store with the expert (tests/_stores.make_store); 30 episodes
 by default so that process start-up (about 0.5 s per worker) does not dominate the figure.
@@ -111,12 +111,32 @@ def encoder_only_fps(store, indices: list[int], codec: str) -> float:  # noqa: A
         return round(sum(len(e) for e in eps) / (time.perf_counter() - t0), 1)
 
 
+def lerobot_own_writer(store_path: Path, tmp: Path) -> dict:
+    """lerobot's LeRobotDataset.create/add_frame/save_episode on the same frames, both of its modes."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    py = repo / ".venvs" / "lerobot30" / "bin" / "python"
+    if not py.exists():
+        sys.exit("--compare-lerobot needs the lerobot30 side env: bash scripts/setup_side_envs.sh lerobot30")
+    out = {}
+    for mode in ("png", "streaming"):
+        proc = subprocess.run([str(py), str(repo / "benchmarks" / "lerobot_native_writer.py"), str(store_path),
+                               str(tmp / f"lerobot_{mode}"), mode], capture_output=True, text=True, check=True)
+        out[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--store", type=Path, default=None)
     ap.add_argument("--n", type=int, default=30)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--codec", default="av1")
+    ap.add_argument("--compare-lerobot", action="store_true",
+                    help="also time lerobot 0.4.4's own writer on the same frames (needs .venvs/lerobot30: "
+                         "bash scripts/setup_side_envs.sh lerobot30)")
     args = ap.parse_args()
 
     from bomb_data.store import EpisodeStore
@@ -164,6 +184,8 @@ def main() -> None:
         result["png_over_dataset"] = round(png / result["dataset_bytes"], 2)
         result["store_jpeg_bytes"] = sum(len(b) for i in idx for c in ("agentview", "wrist")
                                          for b in store.episode(i).jpeg(c))
+        if args.compare_lerobot:
+            result["lerobot_own_writer"] = lerobot_own_writer(store_path, tmp)
         print(json.dumps(result, indent=2))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
