@@ -122,14 +122,13 @@ def vector_stats(values: NDArray[Any], version: str) -> Stats:
     return {k: (v if k == "count" else np.asarray(v).reshape(-1)) for k, v in s.items()}
 
 
-def channel_counts(frames_hwc: NDArray[np.uint8]) -> NDArray[np.int64]:
-    """(3, 256) counts of each value of each channel over lerobot's statistics sample of ``frames_hwc``.
+def channel_counts(frames_hwc: NDArray[np.uint8], idx: list[int]) -> NDArray[np.int64]:
+    """(3, 256) counts of each value of each channel over the frames ``idx`` of ``frames_hwc``.
 
-    The sample is lerobot's: ``sample_indices`` frames, each downsampled as
-    ``auto_downsample_height_width`` does. Full-size frames are counted with Pillow's C histogram
-    (about 5x faster than ``np.bincount`` per channel); downsampled ones with ``np.bincount``.
+    Each frame is downsampled as lerobot's ``auto_downsample_height_width`` does. Full-size frames
+    are counted with Pillow's C histogram (about 5x faster than ``np.bincount`` per channel);
+    downsampled ones with ``np.bincount``.
     """
-    idx = sample_indices(len(frames_hwc))
     h, w = frames_hwc.shape[1:3]
     counts = np.zeros((3, 256), dtype=np.int64)
     if max(h, w) < 300:
@@ -174,11 +173,11 @@ def image_stats(frames_hwc: NDArray[np.uint8], version: str) -> Stats:
 
     The sample of frames is lerobot's (``sample_indices``); ``count`` is the number of sampled frames.
     """
-    s = uint8_channel_stats(channel_counts(frames_hwc))
-    n_frames = len(sample_indices(len(frames_hwc)))
+    idx = sample_indices(len(frames_hwc))
+    s = uint8_channel_stats(channel_counts(frames_hwc, idx))
     out: Stats = {}
     for k, v in s.items():
-        out[k] = np.array([n_frames]) if k == "count" else (np.asarray(v, dtype=np.float64) / 255.0).reshape(-1, 1, 1)
+        out[k] = np.array([len(idx)]) if k == "count" else (np.asarray(v, dtype=np.float64) / 255.0).reshape(-1, 1, 1)
     return out
 
 

@@ -26,6 +26,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from bomb_data.store.images import decode_jpegs
+
 from . import _lerobot_stats as st
 
 logger = logging.getLogger(__name__)
@@ -168,7 +170,7 @@ def run_camera_job(job: CameraJob) -> dict[str, Any]:
     """Do one job; return ``{"stats", "frames", "bytes", "images"}`` (images: per-frame files or None)."""
     ep = _store(job.store).episode(job.episode)
     jpegs = ep.jpeg(job.camera)
-    frames = ep.images(job.camera)
+    frames = decode_jpegs(jpegs)  # the files read once: decoded here, copied as-is for --no-video
     resized = job.image_size is not None and tuple(frames.shape[1:3]) != (job.image_size, job.image_size)
     if resized:
         frames = resize(frames, int(job.image_size))  # type: ignore[arg-type]

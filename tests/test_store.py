@@ -106,7 +106,7 @@ def test_decode_jpeg_matches_pillow(tiny_store, monkeypatch) -> None:  # noqa: A
     from bomb_data.store import images
 
     fast = decode_jpeg(b)
-    monkeypatch.setattr(images, "_CV2", False)
+    monkeypatch.setattr(images, "_cv2", lambda: None)
     assert np.array_equal(decode_jpeg(b), fast)
     with pytest.raises(ValueError, match="JPEG"):
         decode_jpeg(b"not a jpeg")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -19,20 +20,15 @@ def encode_jpeg(image: NDArray[np.uint8], quality: int = 95) -> bytes:
     return buf.getvalue()
 
 
+@lru_cache(maxsize=1)
 def _cv2() -> Any:
     """OpenCV if importable, else None (the store reader also runs in lean environments, e.g. a
     TFDS build inside OpenVLA's env, where Pillow decodes the same pixels more slowly)."""
-    global _CV2
-    if _CV2 is None:
-        try:
-            import cv2
-        except ImportError:
-            cv2 = False
-        _CV2 = cv2
-    return _CV2 or None
-
-
-_CV2: Any = None
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
 
 
 def decode_jpeg(data: bytes | bytearray | memoryview | NDArray[np.uint8]) -> NDArray[np.uint8]:
@@ -57,3 +53,8 @@ def decode_jpeg(data: bytes | bytearray | memoryview | NDArray[np.uint8]) -> NDA
             return np.asarray(im if im.mode == "RGB" else im.convert("RGB"), dtype=np.uint8)
     except OSError as exc:  # PIL.UnidentifiedImageError is an OSError
         raise ValueError(f"not a decodable JPEG file: {exc}") from None
+
+
+def decode_jpegs(files: list[bytes]) -> NDArray[np.uint8]:
+    """Decode a sequence of JPEG files of one camera to (T, H, W, 3) uint8 RGB."""
+    return np.stack([decode_jpeg(b) for b in files])

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from ..errors import StoreError
 from ..schema import CAMERAS, FEATURES_BY_KEY, SCHEMA_VERSION, STORE_FORMAT
 from .format import EPISODES_FILE, read_commit
-from .images import decode_jpeg
+from .images import decode_jpegs
 
 
 class Episode:
@@ -66,15 +66,7 @@ class Episode:
 
     def images(self, camera: str) -> NDArray[np.uint8]:
         """Decoded frames of ``camera``, (T, H, W, 3) uint8 RGB, upright."""
-        files = self.jpeg(camera)
-        if not files:
-            return np.zeros((0, 0, 0, 3), dtype=np.uint8)
-        first = decode_jpeg(files[0])
-        out = np.empty((len(files), *first.shape), dtype=np.uint8)
-        out[0] = first
-        for i in range(1, len(files)):
-            out[i] = decode_jpeg(files[i])
-        return out
+        return decode_jpegs(self.jpeg(camera))
 
     def __repr__(self) -> str:
         m = self.meta
