@@ -42,16 +42,11 @@ def is_identity(p: ImageParams) -> bool:
         and p.blur_sigma_px == 0.0 and p.jpeg_quality is None)
 
 
-_CV2_SINGLE_THREAD = False
-
-
+@lru_cache(maxsize=1)
 def _single_thread_cv2() -> None:
     """OpenCV's own thread pool only adds overhead on 256 x 256 frames and competes with the
     renderer's threads and the other workers; run its kernels in the calling thread (once per process)."""
-    global _CV2_SINGLE_THREAD
-    if not _CV2_SINGLE_THREAD:
-        cv2.setNumThreads(1)
-        _CV2_SINGLE_THREAD = True
+    cv2.setNumThreads(1)
 
 
 _NOISE_BANK_SIZE = 1 << 21  # 2 Mi standard normals, made once per process
@@ -63,10 +58,15 @@ def _normal_bank() -> NDArray[np.float32]:
     return np.random.default_rng(_BANK_SEED).standard_normal(_NOISE_BANK_SIZE, dtype=np.float32)
 
 
+def _to_levels(normals: NDArray[np.float32], std_levels: float) -> NDArray[np.int16]:
+    """Standard normals scaled to ``std_levels`` (in 0-255 levels) and rounded to integers."""
+    return np.rint(normals * np.float32(std_levels)).astype(np.int16)
+
+
 @lru_cache(maxsize=4)
 def _int_bank(std_levels: float) -> NDArray[np.int16]:
-    """The bank of normals scaled to ``std_levels`` (in 0-255 levels) and rounded to integers."""
-    return np.rint(_normal_bank() * np.float32(std_levels)).astype(np.int16)
+    """The bank of normals in integer levels of ``std_levels``, made once per level."""
+    return _to_levels(_normal_bank(), std_levels)
 
 
 def _noise(rng: np.random.Generator, shape: tuple[int, ...], std_levels: float) -> NDArray[np.int16]:
@@ -80,7 +80,7 @@ def _noise(rng: np.random.Generator, shape: tuple[int, ...], std_levels: float) 
     """
     n = int(np.prod(shape))
     if n > _NOISE_BANK_SIZE // 2:
-        return np.rint(rng.standard_normal(n, dtype=np.float32) * np.float32(std_levels)).astype(np.int16).reshape(shape)
+        return _to_levels(rng.standard_normal(n, dtype=np.float32), std_levels).reshape(shape)
     off = int(rng.integers(0, _NOISE_BANK_SIZE - n + 1))
     return _int_bank(float(std_levels))[off : off + n].reshape(shape)
 
