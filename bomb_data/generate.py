@@ -16,7 +16,8 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -156,21 +157,42 @@ class Progress:
     steps: int
 
 
-def _open_client(workers: int, scheduler: str | None):
+@contextmanager
+def dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
+    """A Dask client on ``scheduler``, or on a local cluster of ``workers`` single-threaded worker
+    processes made for the block; closed (client, then the local cluster) when the block ends."""
     from dask.distributed import Client, LocalCluster
 
     if scheduler:
         try:
-            return Client(scheduler, timeout="20s"), None
+            client, cluster = Client(scheduler, timeout="20s"), None
         except OSError as exc:
             raise BombDataError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    # llvmpipe renders with a thread per core; with a worker per core, one thread each is faster.
-    if workers >= (os.cpu_count() or 1):
-        os.environ.setdefault("LP_NUM_THREADS", "1")
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.WARNING)
-    return Client(cluster), cluster
+    else:
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        # llvmpipe renders with a thread per core; with a worker per core, one thread each is faster.
+        if workers >= (os.cpu_count() or 1):
+            os.environ.setdefault("LP_NUM_THREADS", "1")
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.WARNING)
+        client = Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def task_result(fut: Any, what: str) -> Any:
+    """The result of a finished Dask task. Our own errors pass through; a crash inside a worker
+    becomes one BombDataError line naming the task (``what`` says which kind of task)."""
+    try:
+        return fut.result()
+    except BombDataError:
+        raise
+    except Exception as exc:
+        raise BombDataError(f"{what} task {fut.key} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def generate(cfg: BombConfig, out: Path, *, workers: int | None = None, scheduler: str | None = None,
@@ -282,8 +304,7 @@ def _run(cfg: BombConfig, grid: Any, writer: StoreWriter, workers: int, schedule
         while queue:
             handle(run_episode(queue.pop(0), cfg, grid, str(shard_dir), gen.seed, in_memory=True), queue.append)
     else:
-        client, cluster = _open_client(workers, scheduler)
-        try:
+        with dask_client(workers, scheduler) as client:
             cfg_f = client.scatter(cfg, broadcast=True)
             grid_f = client.scatter(grid, broadcast=True)
 
@@ -293,17 +314,7 @@ def _run(cfg: BombConfig, grid: Any, writer: StoreWriter, workers: int, schedule
 
             ac = as_completed([submit(kk) for kk in pending])
             for fut in ac:
-                try:
-                    r = fut.result()
-                except BombDataError:
-                    raise
-                except Exception as exc:  # a crash inside a worker: report it with the episode index
-                    raise BombDataError(f"episode task {fut.key} failed: {type(exc).__name__}: {exc}") from exc
-                handle(r, lambda kk: ac.add(submit(kk)))
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+                handle(task_result(fut, "episode"), lambda kk: ac.add(submit(kk)))
     if successes < needed:
         raise StoreError(f"only {successes} of {needed} episodes were committed")
     out = _summary(writer, attempts, successes, steps, t0)

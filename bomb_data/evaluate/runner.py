@@ -493,12 +493,11 @@ def _run_dask(run: RunSettings, todo: list[EpisodeSpec], n_proc: int, scheduler:
               finished: Callable[[dict[str, Any]], None]) -> None:
     from dask.distributed import as_completed
 
-    from ..generate import _open_client
+    from ..generate import dask_client, task_result
 
     if not todo:
         return
-    client, cluster = _open_client(n_proc, scheduler)
-    try:
+    with dask_client(n_proc, scheduler) as client:
         run_f = client.scatter(run, broadcast=True)
         # bounded submission: at most 2 tasks per worker in flight, so an interrupt loses little
         it = iter(todo)
@@ -507,21 +506,11 @@ def _run_dask(run: RunSettings, todo: list[EpisodeSpec], n_proc: int, scheduler:
         ac = as_completed(futures)
         i = len(futures)
         for fut in ac:
-            try:
-                row = fut.result()
-            except BombDataError:
-                raise
-            except Exception as exc:  # a crash inside a worker: report it with the task key
-                raise BombDataError(f"evaluation task {fut.key} failed: {type(exc).__name__}: {exc}") from exc
-            finished(row)
+            finished(task_result(fut, "evaluation"))
             nxt = next(it, None)
             if nxt is not None:
                 ac.add(client.submit(run_episode_task, nxt, run_f, key=f"eval-{i}-{_safe(nxt.episode_id)}", pure=False))
                 i += 1
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def finalize(out: Path, complete: bool = True, seconds: float | None = None) -> dict[str, Any]:
