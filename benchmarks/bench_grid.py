@@ -48,10 +48,10 @@ import numpy as np  # noqa: E402
 import bomb_data.env as env_mod  # noqa: E402
 from bomb_data.config import BombConfig, SimConfig  # noqa: E402
 from bomb_data.env import GoPlaceEnv  # noqa: E402
-from bomb_data.store.images import encode_jpeg  # noqa: E402
 from bomb_data.perturb.grid import load_grid  # noqa: E402
 from bomb_data.rollout import episode_seed, rollout_expert  # noqa: E402
 from bomb_data.sim.scene import Structure, build_scene  # noqa: E402
+from bomb_data.store.images import encode_jpeg  # noqa: E402
 from scripted_policies import PickPlaceExpert  # noqa: E402
 
 
@@ -189,9 +189,9 @@ def cost_per_cell(grid_name: str, seed: int, max_cells: int, axes: list[str] | N
                                  "scene_build_s": round(build, 3),
                                  "fraction": round(med["fraction"], 4),
                                  "fractions_all_repeats": [round(r["fraction"], 4) for r in runs],
-                                 "fraction_with_build": round(med["fraction"] + build / med["episode_s"], 4)}
-                rows[cell.id]["store_encode_saved_s"] = round(med["saved_s"], 4)
-                rows[cell.id]["net_fraction"] = round(med["net_fraction"], 4)
+                                 "fraction_with_build": round(med["fraction"] + build / med["episode_s"], 4),
+                                 "store_encode_saved_s": round(med["saved_s"], 4),
+                                 "net_fraction": round(med["net_fraction"], 4)}
         finally:
             env.close()
     fr = [r["fraction"] for r in rows.values()]
@@ -234,7 +234,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--grids", nargs="+", default=["study", "ablation"])
     ap.add_argument("--episodes", type=int, default=4, help="expert episodes per cell (success)")
-    ap.add_argument("--cost-grid", default="ablation", help="grid whose cells are timed (one episode each)")
+    ap.add_argument("--cost-grid", default="ablation", help="grid whose cells are timed (--cost-repeats episodes each)")
     ap.add_argument("--cost-cells", type=int, default=0, help="time only the first N cells (0 = all)")
     ap.add_argument("--cost-axes", nargs="*", default=None, help="time only cells of these axes (and nominal)")
     ap.add_argument("--cost-repeats", type=int, default=3, help="timed episodes per cell (median reported)")
