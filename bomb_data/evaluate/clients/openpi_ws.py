@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from typing import Any
 
 from ..protocol import PolicyFailure
+from .retry import call_with_retries
 from .wire import packb, unpackb
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,9 @@ class OpenPIWebsocketClient:
         self.metadata = meta if isinstance(meta, dict) else {"metadata": meta}
         return self.metadata
 
+    def _count_reconnect(self) -> None:
+        self.reconnects += 1
+
     def close(self) -> None:
         if self._ws is not None:
             try:
@@ -119,18 +122,8 @@ class OpenPIWebsocketClient:
         exponential backoff; a server-side error or an undecodable reply is not retried.
         """
         data = packb(observation)
-        delay = self.backoff_s
-        for attempt in range(self.retries + 1):
-            try:
-                reply = self._once(data)
-                break
-            except PolicyFailure as exc:
-                if exc.kind not in ("unreachable", "disconnected", "timeout") or attempt == self.retries:
-                    raise
-                log.warning("openpi %s: %s; retry %d/%d in %.1f s", self.uri, exc, attempt + 1, self.retries, delay)
-                time.sleep(delay)
-                delay *= 2
-                self.reconnects += 1
+        reply = call_with_retries(lambda: self._once(data), retries=self.retries, backoff_s=self.backoff_s,
+                                  label=f"openpi {self.uri}", on_retry=self._count_reconnect)
         if not isinstance(reply, dict):
             raise PolicyFailure("bad_reply", f"{self.uri}: expected a map with 'actions', got {type(reply).__name__}")
         return reply

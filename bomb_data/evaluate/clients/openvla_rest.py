@@ -15,12 +15,12 @@ from __future__ import annotations
 import http.client
 import logging
 import socket
-import time
 import urllib.error
 import urllib.request
 from typing import Any
 
 from ..protocol import PolicyFailure
+from .retry import call_with_retries
 from .wire import json_dumps, json_loads
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,9 @@ class OpenVLARestClient:
         self.backoff_s = backoff_s
         self.double_encode = double_encode
         self.reconnects = 0
+
+    def _count_reconnect(self) -> None:
+        self.reconnects += 1
 
     def _once(self, body: bytes) -> Any:
         req = urllib.request.Request(self.url, data=body, method="POST",
@@ -89,15 +92,5 @@ class OpenVLARestClient:
         if self.double_encode:
             body = json_dumps({"encoded": body})
         data = body.encode()
-        delay = self.backoff_s
-        for attempt in range(self.retries + 1):
-            try:
-                return self._once(data)
-            except PolicyFailure as exc:
-                if exc.kind not in ("unreachable", "disconnected", "timeout") or attempt == self.retries:
-                    raise
-                log.warning("openvla %s: %s; retry %d/%d in %.1f s", self.url, exc, attempt + 1, self.retries, delay)
-                time.sleep(delay)
-                delay *= 2
-                self.reconnects += 1
-        raise PolicyFailure("disconnected", self.url)  # not reached
+        return call_with_retries(lambda: self._once(data), retries=self.retries, backoff_s=self.backoff_s,
+                                 label=f"openvla {self.url}", on_retry=self._count_reconnect)
