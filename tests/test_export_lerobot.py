@@ -75,6 +75,34 @@ def test_image_stats_match_pixelwise_definition(size: int) -> None:
     assert got["count"][0] == len(idx)
 
 
+
+def test_rgb_to_yuv420p_against_swscale(tiny_store: Path) -> None:
+    """Our yuv420p conversion uses swscale's matrix (luma within one level) and round-trips through
+    swscale's own yuv420p -> RGB (what lerobot's decoders run) at least as closely as swscale's."""
+    import av
+
+    from converters._lerobot_video import rgb_to_yuv420p
+
+    frames = EpisodeStore(tiny_store).episode(0).images("agentview")[:8]
+    h, w = frames.shape[1:3]
+
+    def psnr(a: np.ndarray, b: np.ndarray) -> float:
+        return float(10 * np.log10(255**2 / np.mean((a.astype(np.float64) - b) ** 2)))
+
+    ours_rt, sws_rt = [], []
+    for f in frames:
+        ours = rgb_to_yuv420p(f)
+        sws = av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv420p")
+        assert ours.shape == (h * 3 // 2, w) and ours.dtype == np.uint8
+        assert np.abs(ours[:h].astype(int) - sws.to_ndarray()[:h]).max() <= 1
+        ours_rt.append(av.VideoFrame.from_ndarray(ours, format="yuv420p").to_ndarray(format="rgb24"))
+        sws_rt.append(sws.to_ndarray(format="rgb24"))
+    assert psnr(np.stack(ours_rt), frames) >= psnr(np.stack(sws_rt), frames) - 0.05
+    # pure colours land on swscale's codes (white 235/128/128, black 16/128/128, red chroma 90/240)
+    for rgb, yuv in (((255, 255, 255), (235, 128, 128)), ((0, 0, 0), (16, 128, 128)), ((255, 0, 0), (81, 90, 240))):
+        out = rgb_to_yuv420p(np.full((4, 4, 3), rgb, np.uint8))
+        assert abs(int(out[0, 0]) - yuv[0]) <= 1 and (int(out[4, 0]), int(out[5, 0])) == yuv[1:]
+
 @pytest.mark.parametrize("kind", ["v3.0_video", "v3.0_images"])
 def test_v30_layout_and_schema(exports: dict[str, Path], tiny_store: Path, kind: str) -> None:
     root = exports[kind]

@@ -41,10 +41,11 @@ def decode_jpeg(data: bytes | bytearray | memoryview | NDArray[np.uint8]) -> NDA
     cv2 = _cv2()
     if cv2 is not None:
         buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.reshape(-1)
-        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-        if bgr is None:
+        rgb_flag = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10 decodes straight to RGB
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR if rgb_flag is None else rgb_flag)
+        if img is None:
             raise ValueError("not a decodable JPEG file")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if rgb_flag is None else img
     if isinstance(data, np.ndarray):
         data = data.tobytes()
     try:
