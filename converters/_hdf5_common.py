@@ -42,7 +42,7 @@ FINGER_OPEN_M = 0.04
 
 
 # ------------------------------------------------------------------------------------ conversions
-from bomb_data.rotations import quat_wxyz_to_axis_angle as quat_to_axis_angle  # noqa: E402  (one convention)
+from bomb_data.rotations import quat_wxyz_to_axis_angle as quat_to_axis_angle  # noqa: E402,F401  (one convention, re-exported)
 
 
 def gripper_open01(gripper_qpos: NDArray[np.floating]) -> NDArray[np.float32]:

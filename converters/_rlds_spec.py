@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 DATASET_NAME = "bomb_go"
 VERSION = "1.0.0"

@@ -44,7 +44,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from numpy.typing import NDArray
 
 from bomb_data.errors import ExportError
 from bomb_data.schema import CAMERAS, FEATURES_BY_KEY
@@ -82,23 +81,10 @@ DEFAULT_FEATURES: dict[str, dict[str, Any]] = {
 
 
 # ------------------------------------------------------------------------------ state derivation
-from bomb_data.rotations import quat_wxyz_to_axis_angle  # noqa: E402  (the one state convention)
-
-
-def libero_state(eef_pos: NDArray[np.floating], eef_quat: NDArray[np.floating],
-                 gripper_qpos: NDArray[np.floating]) -> NDArray[np.float32]:
-    """The 8-D state of openpi's LIBERO recipe (and our lerobot preset), (T, 8) float32.
-
-    Args:
-        eef_pos: (T, 3) end-effector position, base frame, m.
-        eef_quat: (T, 4) end-effector orientation, w-x-y-z.
-        gripper_qpos: (T, 2) finger joint positions, m (0 = closed, 0.04 = fully open).
-
-    Returns:
-        ``[x, y, z, rx, ry, rz, finger_left, finger_right]`` (``STATE_NAMES``).
-    """
-    return np.concatenate([np.asarray(eef_pos, np.float32), quat_wxyz_to_axis_angle(eef_quat),
-                           np.asarray(gripper_qpos, np.float32)], axis=-1)
+# The 8-D state of openpi's LIBERO recipe (and our lerobot preset): [x, y, z, rx, ry, rz, finger_left,
+# finger_right] (STATE_NAMES), the one definition the environment also observes (bomb_data.rotations).
+from bomb_data.rotations import quat_wxyz_to_axis_angle  # noqa: E402,F401  (re-exported for tests and users)
+from bomb_data.rotations import state8 as libero_state  # noqa: E402
 
 
 # -------------------------------------------------------------------------------------- options

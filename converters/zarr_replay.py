@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from bomb_data.errors import ExportError
+from bomb_data.rotations import state8
 
-from ._hdf5_common import (open_store, ordered_map, provenance, quat_to_axis_angle, resize_frames,
+from ._hdf5_common import (open_store, ordered_map, provenance, resize_frames,
                            select_episodes, staged_path, tree_bytes)
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,7 @@ def _init_worker(store_path: str, out: str, image_size: int | None) -> None:
 
 def state_vector(ep: Any) -> np.ndarray:
     """(T, 8) float32: eef position (m) + eef axis-angle (rad) + the two finger positions (m)."""
-    return np.concatenate([np.asarray(ep["eef_pos"], np.float32), quat_to_axis_angle(ep["eef_quat"]),
-                           np.asarray(ep["gripper_qpos"], np.float32)], axis=1)
+    return state8(ep["eef_pos"], ep["eef_quat"], ep["gripper_qpos"])
 
 
 def _episode(job: tuple[int, int]) -> dict[str, Any]:

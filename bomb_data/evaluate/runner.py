@@ -22,7 +22,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from ..config import BombConfig
 from ..errors import BombDataError, ConfigError, EpisodeError, PolicyError
 from .adapt import AdapterConfig, adapt_observation, to_action_chunk
 from .metrics import aggregate
-from .policies import NOOP_ACTION, PolicySpec, default_adapter, make_policy, parse_policy_spec
+from .policies import NOOP_ACTION, default_adapter, make_policy, parse_policy_spec
 from .protocol import EpisodeStart, PolicyFailure
 
 log = logging.getLogger(__name__)
