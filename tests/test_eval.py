@@ -17,7 +17,7 @@ from bomb_data.evaluate.clients.wire import json_dumps, json_loads, packb, unpac
 from bomb_data.evaluate.metrics import wilson_interval
 from bomb_data.evaluate.policies import parse_policy_spec
 from bomb_data.evaluate.protocol import PolicyFailure
-from bomb_data.evaluate.runner import evaluate, read_results
+from bomb_data.evaluate.runner import CAPTION_PX, _video_frame, evaluate, read_results
 
 
 def small_cfg(max_steps: int | None = None):
@@ -85,9 +85,33 @@ def test_expert_reaches_95_percent_on_default_grid_with_dask(tmp_path: Path):
     assert len({r["episode_id"] for r in rows}) == 10
     assert all(r["placement_error_mm"] < 10 and r["steps"] > 0 and r["latency_ms_mean"] is not None for r in rows)
     assert all(r["chosen_intersection"] == r["target"] for r in rows if r["success"])
-    video = tmp_path / "ev" / rows[[r["j"] for r in rows].index(0)]["video"]
+    row0 = rows[[r["j"] for r in rows].index(0)]
+    video = tmp_path / "ev" / row0["video"]
     assert video.exists() and video.stat().st_size > 1000
+    import av
+
+    with av.open(str(video)) as c:
+        n_frames = sum(1 for _ in c.decode(video=0))
+        h = c.streams.video[0].height
+    # one frame per step, then the final state held half a second (10 Hz -> 5 frames); two caption strips
+    assert n_frames == row0["steps"] + 5
+    assert h == small_cfg().sim.image_height + 2 * CAPTION_PX
     assert (tmp_path / "ev" / "report.html").exists() and s["complete"]
+
+
+def test_video_frame_captions_leave_camera_pixels_untouched():
+    rng = np.random.default_rng(0)
+    obs = {"agentview": rng.integers(0, 256, (64, 64, 3), np.uint8), "wrist": rng.integers(0, 256, (64, 64, 3), np.uint8)}
+    seen = [rng.integers(0, 256, (32, 32, 3), np.uint8)]
+    f = _video_frame(obs, seen, ["image"], "step 3   place the black stone at row 3, column 4")
+    assert f.shape == (64 + 2 * CAPTION_PX, 64 * 3, 3)
+    body = f[CAPTION_PX:CAPTION_PX + 64]
+    assert np.array_equal(body[:, :64], obs["agentview"]) and np.array_equal(body[:, 64:128], obs["wrist"])
+    # text was drawn in both strips (pixels brighter than the strip's background)
+    assert (f[:CAPTION_PX] > 100).any() and (f[-CAPTION_PX:] > 100).any()
+    # a footer far too long for the frame is shortened, not drawn past the edge
+    long = _video_frame(obs, [], [], "x" * 500)
+    assert long.shape == (64 + 2 * CAPTION_PX, 128, 3) and (long[-CAPTION_PX:] > 100).any()
 
 
 @pytest.mark.parametrize("policy", ["random", "noop", "python:bomb_data.evaluate.policies:NoopPolicy"])

@@ -147,6 +147,7 @@ def run_episode(env: Any, policy: Any, adapter: AdapterConfig, ep: EpisodeSpec, 
                convention=info["convention"])
     frames: list[np.ndarray] = []
     seen: list[np.ndarray] = []  # the images of the policy's last query, for the video
+    seen_names: list[str] = []
     latencies: list[float] = []
     t_env = 0.0
     steps = 0
@@ -169,9 +170,10 @@ def run_episode(env: Any, policy: Any, adapter: AdapterConfig, ep: EpisodeSpec, 
                 latencies.append((time.perf_counter() - t0) * 1000)
                 queue.extend(to_action_chunk(raw, adapter))
                 if ep.record_video:
-                    seen = [np.asarray(pobs[k]) for k in adapter.image_keys.values() if k in pobs]
+                    seen_names = [k for k in adapter.image_keys.values() if k in pobs]
+                    seen = [np.asarray(pobs[k]) for k in seen_names]
             if ep.record_video:
-                frames.append(_video_frame(obs, seen))
+                frames.append(_video_frame(obs, seen, seen_names, f"step {steps}   {info['instruction']}"))
             a = queue.popleft()
             t0 = time.perf_counter()
             obs, _, term, trunc, info = env.step(a)
@@ -202,6 +204,13 @@ def run_episode(env: Any, policy: Any, adapter: AdapterConfig, ep: EpisodeSpec, 
         video=None,
     )
     if ep.record_video and frames and out_dir is not None:
+        outcome = ("SUCCESS" if row["success"] else
+                   f"FAILED: {row['failure_reason'] or row['error_kind'] or 'unknown'}")
+        outcome += (f"   target {tuple(row['target'])}, stone nearest {tuple(row['chosen_intersection'])}, "
+                    f"{row['placement_error_mm']:.1f} mm off")
+        last = _video_frame(obs, seen, seen_names, f"step {steps}   {outcome}",
+                            (120, 230, 120) if row["success"] else (240, 120, 120))
+        frames.extend([last] * max(1, int(round(fps / 2))))  # hold the final state half a second
         rel = Path("videos") / _safe(ep.cell_id) / f"ep{ep.j:03d}.mp4"
         try:
             _write_mp4(out_dir / rel, frames, fps)
@@ -213,15 +222,41 @@ def run_episode(env: Any, policy: Any, adapter: AdapterConfig, ep: EpisodeSpec, 
     return row
 
 
-def _video_frame(obs: dict[str, Any], seen: list[np.ndarray]) -> np.ndarray:
-    """[agentview | wrist | images the policy was given at its last query], all at the render height."""
+#: Height of the caption strips above (tile names) and below (step, instruction, outcome) the tiles.
+CAPTION_PX = 16
+
+
+def _caption(width: int, texts: list[tuple[int, str]], color: tuple[int, int, int] = (235, 235, 235)) -> np.ndarray:
+    """A dark (CAPTION_PX, width, 3) strip with each text drawn from its x offset (clipped to fit)."""
+    import cv2
+
+    strip = np.full((CAPTION_PX, width, 3), 24, np.uint8)
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.4
+    for i, (x, text) in enumerate(texts):
+        room = (texts[i + 1][0] if i + 1 < len(texts) else width) - x - 6
+        while text and cv2.getTextSize(text, font, scale, 1)[0][0] > room:  # Hershey fonts are ASCII
+            text = text[:-4] + "..." if len(text) > 4 else ""
+        cv2.putText(strip, text, (x + 3, CAPTION_PX - 4), font, scale, color, 1, cv2.LINE_AA)
+    return strip
+
+
+def _video_frame(obs: dict[str, Any], seen: list[np.ndarray], names: list[str], footer: str,
+                 footer_color: tuple[int, int, int] = (235, 235, 235)) -> np.ndarray:
+    """[agentview | wrist | images the policy was given at its last query], all at the render height,
+    between a strip naming each tile and a strip with ``footer``. The captions sit outside the
+    camera tiles, which stay exactly the rendered (or policy-input) pixels; videos are for people
+    and are never training data."""
     from PIL import Image
 
     h = obs["agentview"].shape[0]
     tiles = [obs["agentview"], obs["wrist"]]
     tiles += [t if t.shape[0] == h else np.asarray(Image.fromarray(t).resize((round(t.shape[1] * h / t.shape[0]), h)))
               for t in seen]
-    frame = np.concatenate(tiles, axis=1)
+    body = np.concatenate(tiles, axis=1)
+    xs = np.cumsum([0] + [t.shape[1] for t in tiles[:-1]]).tolist()
+    labels = ["agentview", "wrist", *[f"policy input: {n}" for n in names[:len(seen)]]]
+    w = body.shape[1]
+    frame = np.concatenate([_caption(w, list(zip(xs, labels))), body, _caption(w, [(0, footer)], footer_color)])
     ph, pw = frame.shape[0] % 2, frame.shape[1] % 2  # H.264 needs even sizes
     return np.pad(frame, ((0, ph), (0, pw), (0, 0))) if ph or pw else frame
 

@@ -220,11 +220,15 @@ class OpenVLAServer:
                     log.error("openvla server: %s", traceback.format_exc())
                     text = json.dumps("error")
                 data = text.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (e.g. its timeout)
+                    self.close_connection = True
+                    log.debug("openvla server: client left before the reply")
 
         self._httpd = http.server.ThreadingHTTPServer((host, port), Handler)
         self._httpd.daemon_threads = True
