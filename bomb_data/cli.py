@@ -136,10 +136,12 @@ def preview(out: Path, grid: str, n: int, seed: int, config_path: Path | None) -
 @click.option("--no-video", is_flag=True, help="lerobot: store images in parquet instead of MP4 videos.")
 @click.option("--layout", type=click.Choice(["robomimic", "aloha", "robotwin"]), default="robomimic",
               show_default=True, help="hdf5: file layout.")
+@click.option("--compression", type=click.Choice(["gzip", "lzf"]), default="gzip", show_default=True,
+              help="hdf5: chunk filter (gzip level 4, compressed in the workers; lzf is written by h5py, serially).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def export(fmt: str, store: Path, out: Path | None, overwrite: bool, workers: int | None, image_size: int | None,
            include_failures: bool, action_space: str, lerobot_version: str, preset: str | None, codec: str,
-           no_video: bool, layout: str, quiet: bool) -> None:
+           no_video: bool, layout: str, compression: str, quiet: bool) -> None:
     """Export a store to a training format (rlds, lerobot, hdf5, zarr)."""
     import os
 
@@ -155,7 +157,7 @@ def export(fmt: str, store: Path, out: Path | None, overwrite: bool, workers: in
     specific: dict[str, dict[str, Any]] = {
         "rlds": dict(action_space=action_space),
         "lerobot": dict(version=lerobot_version, preset=preset, codec=codec, video=not no_video),
-        "hdf5": dict(layout=layout),
+        "hdf5": dict(layout=layout, compression=compression),
         "zarr": {},
     }
     idx = s.select(success=None if include_failures else True)

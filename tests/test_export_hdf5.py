@@ -283,6 +283,10 @@ def test_cli_errors_are_one_line(tiny_store: Path, tmp_path: Path, run_cli):
     assert (out / "bomb_go.hdf5").is_file()
     p = run_cli("export", "--format", "hdf5", "--store", str(tiny_store), "--out", str(out), "-q")
     assert p.returncode == 2 and "--overwrite" in p.stderr and "Traceback" not in p.stderr
+    run_cli("export", "--format", "hdf5", "--store", str(tiny_store), "--out", str(out), "-q", "--workers", "1",
+            "--overwrite", "--compression", "lzf", check=True)
+    with h5py.File(out / "bomb_go.hdf5", "r") as f:
+        assert f["data/demo_0/obs/agentview_rgb"].compression == "lzf"
 
 
 # ------------------------------------------------------------------------------------------- replay
