@@ -43,6 +43,7 @@ from typing import Any
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("LP_NUM_THREADS", "1")  # as bomb-data generate's workers (one per core)
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bomb_data.env as env_mod  # noqa: E402
@@ -53,6 +54,8 @@ from bomb_data.rollout import episode_seed, rollout_expert  # noqa: E402
 from bomb_data.sim.scene import Structure, build_scene  # noqa: E402
 from bomb_data.store.images import encode_jpeg  # noqa: E402
 from scripted_policies import PickPlaceExpert  # noqa: E402
+
+cv2.setNumThreads(1)  # as bomb-data generate's workers (bomb_data.generate._worker_env)
 
 
 def wilson_low(k: int, n: int, z: float = 1.96) -> float:

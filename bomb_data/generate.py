@@ -85,6 +85,12 @@ def _worker_env(cfg: BombConfig):
             _WORKER["env"].close()
         _WORKER["env"] = GoPlaceEnv(cfg)
         _WORKER["key"] = key
+        # OpenCV's own thread pool (the image perturbations) only adds overhead on small frames and
+        # competes with the renderer and the other workers: run its kernels in the calling thread.
+        # Set here, in the task runner, not in the library functions a user may call in their process.
+        import cv2
+
+        cv2.setNumThreads(1)
         log.info("worker %d: environment ready (MUJOCO_GL=%s)", os.getpid(), os.environ.get("MUJOCO_GL"))
     return _WORKER["env"]
 

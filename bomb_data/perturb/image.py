@@ -42,13 +42,6 @@ def is_identity(p: ImageParams) -> bool:
         and p.blur_sigma_px == 0.0 and p.jpeg_quality is None)
 
 
-@lru_cache(maxsize=1)
-def _single_thread_cv2() -> None:
-    """OpenCV's own thread pool only adds overhead on 256 x 256 frames and competes with the
-    renderer's threads and the other workers; run its kernels in the calling thread (once per process)."""
-    cv2.setNumThreads(1)
-
-
 _NOISE_BANK_SIZE = 1 << 21  # 2 Mi standard normals, made once per process
 _BANK_SEED = 0x5EED_B0B
 
@@ -148,7 +141,6 @@ def perturb_frame(img: NDArray[np.uint8], p: ImageParams,
         return img, None
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"image: expected uint8 (H, W, 3), found {img.dtype} {img.shape}")
-    _single_thread_cv2()
     out = img
     if p.blur_sigma_px > 0:
         out = _gaussian_blur(np.ascontiguousarray(out), p.blur_sigma_px)
