@@ -213,6 +213,28 @@ def test_worker_count_does_not_change_the_dataset(exports: dict[str, Path], tiny
         assert (ref / f).read_bytes() == (out / f).read_bytes(), f
 
 
+def _worker_affinities(workers: int) -> list[set[int]]:
+    import os
+
+    jobs = lr._Jobs(workers)
+    try:
+        # several tasks, answered by whichever worker processes the pool started
+        futs = [jobs.pool.submit(os.sched_getaffinity, 0) for _ in range(4 * workers)]
+        return [set(f.result(timeout=120)) for f in futs]
+    finally:
+        jobs.close()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity") or len(lr._usable_cpus()) < 2,
+                    reason="needs Linux affinity and 2 usable cores")
+def test_export_worker_processes_pinned_one_core_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpus = set(lr._usable_cpus())
+    seen = _worker_affinities(2)
+    assert all(len(a) == 1 and a <= cpus for a in seen)
+    monkeypatch.setenv(lr.PIN_ENV, "0")  # the opt-out leaves the workers free
+    assert all(a == cpus for a in _worker_affinities(2))
+
+
 def test_file_rollover_and_resize(tiny_store: Path, tmp_path: Path) -> None:
     """Tiny file-size limits force several data/video/chunk files (as big datasets get)."""
     out = tmp_path / "roll"
