@@ -7,6 +7,7 @@ Everything is compared with what the store returns; nothing is hard-coded from t
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -75,7 +76,6 @@ def test_image_stats_match_pixelwise_definition(size: int) -> None:
     assert got["count"][0] == len(idx)
 
 
-
 def test_rgb_to_yuv420p_against_swscale(tiny_store: Path) -> None:
     """Our yuv420p conversion uses swscale's matrix (luma within one level) and round-trips through
     swscale's own yuv420p -> RGB (what lerobot's decoders run) at least as closely as swscale's."""
@@ -102,6 +102,7 @@ def test_rgb_to_yuv420p_against_swscale(tiny_store: Path) -> None:
     for rgb, yuv in (((255, 255, 255), (235, 128, 128)), ((0, 0, 0), (16, 128, 128)), ((255, 0, 0), (81, 90, 240))):
         out = rgb_to_yuv420p(np.full((4, 4, 3), rgb, np.uint8))
         assert abs(int(out[0, 0]) - yuv[0]) <= 1 and (int(out[4, 0]), int(out[5, 0])) == yuv[1:]
+
 
 @pytest.mark.parametrize("kind", ["v3.0_video", "v3.0_images"])
 def test_v30_layout_and_schema(exports: dict[str, Path], tiny_store: Path, kind: str) -> None:
@@ -214,8 +215,6 @@ def test_worker_count_does_not_change_the_dataset(exports: dict[str, Path], tiny
 
 
 def _worker_affinities(workers: int) -> list[set[int]]:
-    import os
-
     jobs = lr._Jobs(workers)
     try:
         # several tasks, answered by whichever worker processes the pool started
@@ -225,7 +224,7 @@ def _worker_affinities(workers: int) -> list[set[int]]:
         jobs.close()
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity") or len(lr._usable_cpus()) < 2,
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(lr._usable_cpus()) < 2,
                     reason="needs Linux affinity and 2 usable cores")
 def test_export_worker_processes_pinned_one_core_each(monkeypatch: pytest.MonkeyPatch) -> None:
     cpus = set(lr._usable_cpus())
