@@ -61,7 +61,7 @@ def _progress_bar(total: int, desc: str, unit: str, quiet: bool):
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Root seed [default: 0].")
 @click.option("--image-size", type=click.IntRange(min=16, max=2048), default=None,
               help="Render SIZE x SIZE images [default: 256].")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Local worker processes [default: one per core].")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Local worker processes [default: one per usable core].")
 @click.option("--scheduler", default=None, help="Address of an existing Dask scheduler (tcp://host:8786).")
 @click.option("--resume/--overwrite", default=True, show_default=True,
               help="Continue an existing store made by the same configuration, or replace it.")
@@ -121,7 +121,7 @@ def preview(out: Path, grid: str, n: int, seed: int, config_path: Path | None) -
               help="Output directory [default: data/exports/<format>].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing export at --out.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Processes to use [default: one per core].")
+              help="Processes to use [default: one per usable core].")
 @click.option("--image-size", type=click.IntRange(min=8), default=None,
               help="Resize images to SIZE x SIZE at export (e.g. 224) [default: as stored].")
 @click.option("--include-failures", is_flag=True, help="Also export episodes flagged as failed.")
@@ -143,15 +143,14 @@ def export(fmt: str, store: Path, out: Path | None, overwrite: bool, workers: in
            include_failures: bool, action_space: str, lerobot_version: str, preset: str | None, codec: str,
            no_video: bool, layout: str, compression: str, quiet: bool) -> None:
     """Export a store to a training format (rlds, lerobot, hdf5, zarr)."""
-    import os
-
     import converters
+    from ._cpus import default_workers
     from .store import EpisodeStore
 
     s = EpisodeStore(store)
     s.require_nonempty()
     out = out if out is not None else DEFAULT_EXPORTS / (fmt if fmt != "lerobot" else f"lerobot_{lerobot_version}")
-    workers = workers or os.cpu_count() or 1
+    workers = workers or default_workers()
     common: dict[str, Any] = dict(overwrite=overwrite, workers=workers, image_size=image_size,
                                   include_failures=include_failures)
     specific: dict[str, dict[str, Any]] = {

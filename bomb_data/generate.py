@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from ._cpus import default_workers
 from .config import BombConfig
 from .errors import BombDataError, StoreError
 from .store.format import atomic_write_text
@@ -177,7 +178,7 @@ def dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
     else:
         os.environ.setdefault("MUJOCO_GL", "egl")
         # llvmpipe renders with a thread per core; with a worker per core, one thread each is faster.
-        if workers >= (os.cpu_count() or 1):
+        if workers >= default_workers():
             os.environ.setdefault("LP_NUM_THREADS", "1")
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                                silence_logs=logging.WARNING)
@@ -208,7 +209,7 @@ def generate(cfg: BombConfig, out: Path, *, workers: int | None = None, schedule
     Args:
         cfg: the configuration (generate.n, seed, grid, ...).
         out: store directory.
-        workers: local worker processes (default: one per core); ignored with ``scheduler``.
+        workers: local worker processes (default: one per usable core); ignored with ``scheduler``.
         scheduler: address of an existing Dask scheduler to use instead of a local cluster.
         mode: ``resume`` (continue a store of the same configuration), ``overwrite`` or ``create``.
         progress: called after every finished episode task.
@@ -239,7 +240,7 @@ def generate(cfg: BombConfig, out: Path, *, workers: int | None = None, schedule
     }
     writer = StoreWriter.open(out, desc, mode=mode)
     try:
-        return _run(cfg, grid, writer, workers or os.cpu_count() or 1, scheduler, progress, t0)
+        return _run(cfg, grid, writer, workers or default_workers(), scheduler, progress, t0)
     finally:
         writer.close()
 

@@ -45,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bomb_data._cpus import usable_cpus
 from bomb_data.errors import ExportError
 from bomb_data.schema import CAMERAS, FEATURES_BY_KEY
 
@@ -227,14 +228,6 @@ EXTRA_TYPES: dict[str, pa.DataType] = {
 PIN_ENV = "BOMB_DATA_PIN_CPUS"
 
 
-def _usable_cpus() -> list[int]:
-    """The cores this process may run on (its affinity mask: taskset, cgroup cpusets), sorted."""
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return list(range(os.cpu_count() or 1))
-
-
 def _pin_worker(counter: Any, cpus: list[int]) -> None:
     """Pool initializer: the k-th worker process (and the encoder threads it starts) runs on core k.
 
@@ -262,7 +255,7 @@ class _Jobs:
     def __init__(self, workers: int):
         if workers > 1:
             ctx = get_context("spawn")
-            cpus = _usable_cpus()
+            cpus = usable_cpus()
             pin = (dict(initializer=_pin_worker, initargs=(ctx.Value("i", 0), cpus))
                    if os.environ.get(PIN_ENV, "1") != "0" and hasattr(os, "sched_setaffinity") and workers <= len(cpus)
                    else {})
@@ -277,7 +270,7 @@ class _Jobs:
     def encoder_threads(workers: int) -> int:
         """Threads of each encoder: the cores shared among the encoders that run at once."""
         running = workers if workers > 1 else len(CAMERAS)
-        return max(1, len(_usable_cpus()) // running)
+        return max(1, len(usable_cpus()) // running)
 
     def close(self, cancel: bool = False) -> None:
         self.pool.shutdown(wait=True, cancel_futures=cancel)

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from bomb_data._cpus import usable_cpus
 from bomb_data.errors import BombDataError, ExportError, StoreError
 from bomb_data.store import EpisodeStore
 from converters import lerobot as lr
@@ -224,10 +225,10 @@ def _worker_affinities(workers: int) -> list[set[int]]:
         jobs.close()
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(lr._usable_cpus()) < 2,
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(usable_cpus()) < 2,
                     reason="needs Linux affinity and 2 usable cores")
 def test_export_worker_processes_pinned_one_core_each(monkeypatch: pytest.MonkeyPatch) -> None:
-    cpus = set(lr._usable_cpus())
+    cpus = set(usable_cpus())
     seen = _worker_affinities(2)
     assert all(len(a) == 1 and a <= cpus for a in seen)
     monkeypatch.setenv(lr.PIN_ENV, "0")  # the opt-out leaves the workers free

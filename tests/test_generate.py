@@ -133,3 +133,12 @@ def test_cli_errors_are_one_line(run_cli, tmp_path: Path):
     (tmp_path / "notastore" / "precious.txt").write_text("keep me")
     r = run_cli("generate", "--n", "1", "--out", str(tmp_path / "notastore"), "--overwrite")
     assert r.returncode == 2 and (tmp_path / "notastore" / "precious.txt").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux affinity masks")
+def test_default_workers_follow_the_affinity_mask():
+    # a process held to one core (taskset, a cgroup cpuset) gets one worker, not one per machine core
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from bomb_data._cpus import default_workers, usable_cpus; print(default_workers(), len(usable_cpus()))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=str(REPO), capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1"]

@@ -32,7 +32,7 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
 @click.option("--episodes-per-cell", "k", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Root seed of the episodes.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker processes for in-process policies [default: one per core].")
+              help="Worker processes for in-process policies [default: one per usable core].")
 @click.option("--concurrency", type=click.IntRange(min=1), default=2, show_default=True,
               help="Remote policies: concurrent clients (episodes in flight) against the one server.")
 @click.option("--scheduler", default=None, help="Address of an existing Dask scheduler.")

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .. import _gl  # noqa: F401  (MUJOCO_GL before mujoco)
+from .._cpus import default_workers
 from ..config import BombConfig
 from ..errors import BombDataError, ConfigError, EpisodeError, PolicyError
 from .adapt import AdapterConfig, adapt_observation, to_action_chunk
@@ -370,7 +371,7 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
         grid: perturbation grid name or YAML path (ignored for ``replay:``).
         episodes_per_cell: K episodes per cell.
         seed: root seed.
-        workers: local worker processes for in-process policies (default: one per core); 1 runs in
+        workers: local worker processes for in-process policies (default: one per usable core); 1 runs in
             this process.
         concurrency: for remote policies, the number of concurrent clients (worker processes).
         scheduler: address of an existing Dask scheduler.
@@ -479,7 +480,7 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
         if progress is not None:
             progress(EvalProgress(counts["done"], len(episodes), counts["succ"], counts["err"]))
 
-    n_proc = workers or os.cpu_count() or 1
+    n_proc = workers or default_workers()
     if spec.remote:
         n_proc = max(1, min(n_proc, concurrency))
     interrupted = False
