@@ -316,7 +316,7 @@ def export(
 
     Returns:
         Summary: format, version, preset keys, episodes, frames, bytes, video_bytes, seconds,
-        frames_per_s, out.
+        frames_per_second (dataset frames), camera_frames_per_second (images: frames x cameras), out.
 
     Raises:
         ExportError: bad option, non-empty ``out`` without overwrite, nothing to export.
@@ -364,7 +364,9 @@ def export(
             shutil.rmtree(tmp, ignore_errors=True)
     _swap_in(tmp, out)
     summary.update(out=str(out), seconds=round(time.perf_counter() - t0, 3))
-    summary["frames_per_s"] = round(summary["frames"] / max(summary["seconds"], 1e-9), 1)
+    # the key the other exporters use; dataset frames (rows), each carrying one image per camera
+    summary["frames_per_second"] = round(summary["frames"] / max(summary["seconds"], 1e-9), 1)
+    summary["camera_frames_per_second"] = round(len(CAMERAS) * summary["frames_per_second"], 1)
     logger.info("lerobot %s export: %d episodes, %d frames in %.1f s → %s", version, summary["episodes"],
                 summary["frames"], summary["seconds"], out)
     return summary

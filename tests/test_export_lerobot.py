@@ -247,6 +247,9 @@ def test_file_rollover_and_resize(tiny_store: Path, tmp_path: Path) -> None:
     info = json.loads((out / "meta/info.json").read_text())
     assert info["features"]["observation.images.agentview"]["shape"] == [32, 32, 3]
     assert info["features"]["observation.images.agentview"]["info"]["video.codec"] == "h264"
+    # throughput in the summary under the other exporters' key, and per image
+    assert s["frames_per_second"] == round(s["frames"] / s["seconds"], 1)
+    assert s["camera_frames_per_second"] == round(2 * s["frames_per_second"], 1)
 
 
 # ---------------------------------------------------------------------------------- bad input
