@@ -147,6 +147,7 @@ def main() -> None:
                          "bash scripts/setup_side_envs.sh lerobot30)")
     args = ap.parse_args()
 
+    from bomb_data._cpus import default_workers
     from bomb_data.store import EpisodeStore
     from converters import lerobot as lr
 
@@ -180,7 +181,6 @@ def main() -> None:
             # as full at both ends, so neither its filling nor its draining is counted
             t10, n10 = next(m for m in marks if m[1] >= 0.1 * frames)
             t90, n90 = next(m for m in marks if m[1] >= 0.9 * frames)
-            video_bytes = sum(p.stat().st_size for p in (out / "videos").rglob("*.mp4"))
             result[f"workers_{workers}"] = {
                 "seconds": round(dt, 2),
                 "dataset_frames_per_s": round(frames / dt, 1),
@@ -194,7 +194,7 @@ def main() -> None:
         enc = result["encoder_only_frames_per_s_one_thread"] = encoder_only_fps(store, idx, args.codec)
         # this machine's speed drifts over a day; the share of the ceiling (the encoder alone on every
         # core) compares runs taken at different speeds (docs/formats/lerobot.md)
-        ceiling = enc * min(2, os.cpu_count() or 1)
+        ceiling = enc * min(2, default_workers())
         for workers in (1, 2):
             result[f"workers_{workers}"]["share_of_encoder_ceiling"] = round(
                 result[f"workers_{workers}"]["camera_frames_per_s"] / ceiling, 3)

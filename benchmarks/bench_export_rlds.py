@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="runs per setting (the best is reported)")
     args = ap.parse_args()
 
+    from bomb_data._cpus import default_workers
     from bomb_data.store import EpisodeStore
     from converters import rlds
 
@@ -43,7 +44,7 @@ def main() -> None:
 
             store_path = tmp / "store"
             t0 = time.perf_counter()
-            make_store(store_path, n=args.episodes, H=args.size, W=args.size, workers=os.cpu_count() or 1)
+            make_store(store_path, n=args.episodes, H=args.size, W=args.size, workers=default_workers())
             gen_s = round(time.perf_counter() - t0, 1)
         store = EpisodeStore(store_path)
         results = []

@@ -67,7 +67,7 @@ def rgb_to_yuv420p(frame: NDArray[np.uint8]) -> NDArray[np.uint8]:
     BT.601 limited range, as swscale converts an untagged frame, at a quarter of its cost
     (0.17 against 0.65 ms at 256 x 256). Luma is OpenCV's I420 conversion (within one level of
     swscale); chroma is the conversion of the 2 x 2 box-averaged RGB, which round-trips closer to
-    the source than swscale's filter or OpenCV's own I420 chroma (tests/test_lerobot_export.py).
+    the source than swscale's filter or OpenCV's own I420 chroma (tests/test_export_lerobot.py).
     """
     h, w = frame.shape[:2]
     out = cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420)

@@ -231,9 +231,9 @@ PIN_ENV = "BOMB_DATA_PIN_CPUS"
 def _pin_worker(counter: Any, cpus: list[int]) -> None:
     """Pool initializer: the k-th worker process (and the encoder threads it starts) runs on core k.
 
-    With no more workers than cores, each libsvtav1 encoder kept on its own core measured ~12% more
-    camera frames/s than encoders free to move (median of 10 paired runs on 2 cores, 8 faster;
-    docs/formats/lerobot.md). The encoded bytes do not change.
+    With no more workers than cores, each libsvtav1 encoder kept on its own core measured ~15% more
+    camera frames/s than encoders free to move (median of 10 paired runs on 2 cores, 328 against 285,
+    8 faster; docs/formats/lerobot.md). The encoded bytes do not change.
     """
     with counter.get_lock():
         k = counter.value
