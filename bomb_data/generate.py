@@ -167,28 +167,42 @@ class Progress:
 @contextmanager
 def dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
     """A Dask client on ``scheduler``, or on a local cluster of ``workers`` single-threaded worker
-    processes made for the block; closed (client, then the local cluster) when the block ends."""
+    processes made for the block; closed (client, then the local cluster) when the block ends.
+
+    Dask's own INFO lines (cluster start and stop, one per worker) are held back for the block unless
+    logging is at DEBUG: distributed 2026 logs through the root handlers, which its ``silence_logs``
+    does not reach, so they would fill the terminal around the progress bar.
+    """
     from dask.distributed import Client, LocalCluster
 
-    if scheduler:
-        try:
-            client, cluster = Client(scheduler, timeout="20s"), None
-        except OSError as exc:
-            raise BombDataError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
-    else:
-        os.environ.setdefault("MUJOCO_GL", "egl")
-        # llvmpipe renders with a thread per core; with a worker per core, one thread each is faster.
-        if workers >= default_workers():
-            os.environ.setdefault("LP_NUM_THREADS", "1")
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.WARNING)
-        client = Client(cluster)
+    dlog = logging.getLogger("distributed")
+    old_level = dlog.level
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        dlog.setLevel(logging.WARNING)
+    cluster = client = None
     try:
+        if scheduler:
+            try:
+                client = Client(scheduler, timeout="20s")
+            except OSError as exc:
+                raise BombDataError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+        else:
+            os.environ.setdefault("MUJOCO_GL", "egl")
+            # llvmpipe renders with a thread per core; with a worker per core, one thread each is faster.
+            if workers >= default_workers():
+                os.environ.setdefault("LP_NUM_THREADS", "1")
+            # No dashboard. The scheduler's plain HTTP server starts anyway: on a free port, so that two
+            # runs on one machine do not warn "Port 8787 is already in use".
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                   scheduler_kwargs={"dashboard": False}, silence_logs=logging.WARNING)
+            client = Client(cluster)
         yield client
     finally:
-        client.close()
+        if client is not None:
+            client.close()
         if cluster is not None:
             cluster.close()
+        dlog.setLevel(old_level)
 
 
 def task_result(fut: Any, what: str) -> Any:

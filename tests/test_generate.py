@@ -142,3 +142,25 @@ def test_default_workers_follow_the_affinity_mask():
             "from bomb_data._cpus import default_workers, usable_cpus; print(default_workers(), len(usable_cpus()))")
     out = subprocess.run([sys.executable, "-c", code], cwd=str(REPO), capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "1"]
+
+
+def test_cli_generate_output_is_only_ours(run_cli, tmp_path: Path):
+    # A user's terminal shows the progress bar and our lines, not Dask's INFO logging of the local
+    # cluster, and no "Port 8787 is already in use" when another cluster (here: a listening socket)
+    # holds the dashboard's default port. -vv (DEBUG) lets Dask's lines through.
+    import socket
+
+    busy = socket.socket()
+    try:
+        busy.bind(("127.0.0.1", 8787))
+        busy.listen()
+    except OSError:  # already taken by something else: the condition under test holds anyway
+        pass
+    try:
+        args = ("generate", "--n", "1", "--image-size", "48", "--workers", "2", "-q", "--out")
+        r = run_cli(*args, str(tmp_path / "s"), check=True)
+        assert "distributed" not in r.stderr and "8787" not in r.stderr, r.stderr
+        r = run_cli("-vv", *args, str(tmp_path / "s2"), check=True)
+        assert "distributed.scheduler" in r.stderr
+    finally:
+        busy.close()
