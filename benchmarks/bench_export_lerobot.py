@@ -1,5 +1,6 @@
-"""Benchmark of the LeRobot export: frames/s with 1 and 2 processes, bytes per frame, PSNR, peak RSS,
-and the size against the same frames stored as PNG in parquet. Prints one JSON object.
+"""Benchmark of the LeRobot export: frames/s with 1 and 2 processes, bytes per frame, PSNR, peak RSS
+(and whether it grows as more of the dataset is written), and the size against the same frames stored as
+PNG in parquet. Prints one JSON object.
 
     python benchmarks/bench_export_lerobot.py [--store PATH | --n 30 --size 256] [--codec av1] [--compare-lerobot]
 
@@ -35,12 +36,12 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import av  # noqa: E402
-import numpy as np  # noqa: E402
-import psutil  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-from PIL import Image  # noqa: E402
+import av
+import numpy as np
+import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
 
 
 class PeakRSS:
@@ -61,7 +62,7 @@ class PeakRSS:
             self.peak = max(self.peak, rss)
             time.sleep(0.05)
 
-    def __enter__(self) -> "PeakRSS":
+    def __enter__(self) -> PeakRSS:
         self._t.start()
         return self
 
@@ -70,7 +71,7 @@ class PeakRSS:
         self._t.join()
 
 
-def png_parquet_bytes(store, indices: list[int], cams: tuple[str, ...]) -> int:  # noqa: ANN001
+def png_parquet_bytes(store, indices: list[int], cams: tuple[str, ...]) -> int:
     """Bytes of the same frames as PNG images in one parquet file (lerobot's --no-video of PNG frames)."""
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "png.parquet"
@@ -92,22 +93,25 @@ def png_parquet_bytes(store, indices: list[int], cams: tuple[str, ...]) -> int: 
         return p.stat().st_size
 
 
-def video_psnr(root: Path, store, indices: list[int], key: str, cam: str) -> float:  # noqa: ANN001
-    """Mean PSNR (dB) of every decoded frame of ``key``'s first video file against the store's frames."""
-    ref = np.concatenate([store.episode(i).images(cam) for i in indices])
+def video_psnr(root: Path, store, indices: list[int], key: str, cam: str) -> float:
+    """Mean PSNR (dB) of every decoded frame of ``key``'s first video file against the store's frames
+    (the stored episodes read one at a time, in step with the decoder)."""
+
+    def ref_frames():
+        for i in indices:
+            yield from store.episode(i).images(cam)
+
     path = next((root / "videos" / key).glob("chunk-*/file-*.mp4"))
     vals = []
     with av.open(str(path)) as c:
-        for k, fr in enumerate(c.decode(video=0)):
-            if k >= len(ref):
-                break
+        for fr, ref in zip(c.decode(video=0), ref_frames()):
             a = fr.to_ndarray(format="rgb24").astype(np.float64)
-            mse = np.mean((a - ref[k]) ** 2)
+            mse = np.mean((a - ref) ** 2)
             vals.append(99.0 if mse == 0 else 10 * np.log10(255**2 / mse))
     return float(np.mean(vals))
 
 
-def encoder_only_fps(store, indices: list[int], codec: str) -> float:  # noqa: ANN001
+def encoder_only_fps(store, indices: list[int], codec: str) -> float:
     """Frames/s of the video encoder alone (one thread, lerobot's settings) on decoded agentview frames."""
     from converters import _lerobot_video as vid
 
@@ -167,20 +171,25 @@ def main() -> None:
                         "load_average_1min_at_start": round(os.getloadavg()[0], 2)}
         for workers in (1, 2):
             out = tmp / f"out{workers}"
-            marks: list[tuple[float, int]] = []
+            marks: list[tuple[float, int, int]] = []  # (time, frames written, peak RSS so far)
+            rss = PeakRSS()
 
-            def progress(n: int, marks: list[tuple[float, int]] = marks) -> None:
-                marks.append((time.perf_counter(), (marks[-1][1] if marks else 0) + n))
+            def progress(n: int, marks: list[tuple[float, int, int]] = marks, rss: PeakRSS = rss) -> None:
+                marks.append((time.perf_counter(), (marks[-1][1] if marks else 0) + n, rss.peak))
 
-            with PeakRSS() as rss:
+            with rss:
                 t0 = time.perf_counter()
                 s = lr.export(store_path, out, workers=workers, codec=args.codec, overwrite=True,
                               progress=progress)
                 dt = time.perf_counter() - t0
             # between the writes that pass 10% and 90% of the frames: the pipeline of jobs in flight is
             # as full at both ends, so neither its filling nor its draining is counted
-            t10, n10 = next(m for m in marks if m[1] >= 0.1 * frames)
-            t90, n90 = next(m for m in marks if m[1] >= 0.9 * frames)
+            t10, n10, _ = next(m for m in marks if m[1] >= 0.1 * frames)
+            t90, n90, _ = next(m for m in marks if m[1] >= 0.9 * frames)
+            # memory must not grow with the dataset: the peak so far once a quarter, half and all of
+            # the frames are written (flat when nothing accumulates per episode)
+            peak_by_share = {f"{q}%": round(next(m[2] for m in marks if m[1] >= q / 100 * frames) / 2**20, 1)
+                             for q in (25, 50)}
             result[f"workers_{workers}"] = {
                 "seconds": round(dt, 2),
                 "dataset_frames_per_s": round(frames / dt, 1),
@@ -188,6 +197,7 @@ def main() -> None:
                 "first_frames_written_s": round(marks[0][0] - t0, 2),
                 "steady_camera_frames_per_s": round(2 * (n90 - n10) / (t90 - t10), 1),
                 "peak_rss_mb": round(rss.peak / 2**20, 1),
+                "peak_rss_mb_when_frames_written": {**peak_by_share, "100%": round(rss.peak / 2**20, 1)},
                 "dataset_bytes": s["bytes"],
             }
         result["target_camera_frames_per_s"] = 300
