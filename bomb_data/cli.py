@@ -84,7 +84,7 @@ def generate(n: int | None, out: Path, config_path: Path | None, grid: str | Non
     def on_progress(p: Any) -> None:
         bar.update(p.successes - last[0])
         last[0] = p.successes
-        bar.set_postfix(success=f"{p.successes / max(1, p.attempts):.0%}", steps=p.steps, refresh=False)
+        bar.set_postfix(success=f"{p.successful_attempts / max(1, p.attempts):.0%}", steps=p.steps, refresh=False)
 
     with bar:
         summary = run(cfg, out, workers=workers, scheduler=scheduler, mode="resume" if resume else "overwrite",

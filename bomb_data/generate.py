@@ -156,12 +156,18 @@ def _peak_rss() -> int:
 # ------------------------------------------------------------------------------------------ client
 @dataclass
 class Progress:
-    """What the progress callback receives after each finished episode task."""
+    """What the progress callback receives after each finished episode task.
+
+    ``successes`` counts successful episodes committed to the store, which happens in index order,
+    so a finished episode may wait for an earlier one; ``successful_attempts`` counts the finished
+    attempts that succeeded, so ``successful_attempts / attempts`` is the expert's success rate so far.
+    """
 
     needed: int
     attempts: int
     successes: int
     steps: int
+    successful_attempts: int = 0
 
 
 @contextmanager
@@ -284,14 +290,15 @@ def _run(cfg: BombConfig, grid: Any, writer: StoreWriter, workers: int, schedule
     shard_dir.mkdir(exist_ok=True)
     for stale in shard_dir.glob(".*.tmp-*"):  # partial shard writes of a killed run
         stale.unlink(missing_ok=True)
-    attempts = successes = steps = 0
+    attempts = successes = steps = successful_attempts = 0
     peak_rss: dict[int, int] = {}
     results: dict[int, dict[str, Any]] = {}
     ptr = 0
 
     def handle(r: dict[str, Any], submit: Callable[[int], None]) -> None:
-        nonlocal attempts, successes, steps, ptr, next_new
+        nonlocal attempts, successes, steps, successful_attempts, ptr, next_new
         attempts += r["attempts"]
+        successful_attempts += bool(r["success"])
         steps += r["steps"]
         peak_rss[r["pid"]] = max(peak_rss.get(r["pid"], 0), r["peak_rss_bytes"])
         results[r["k"]] = r
@@ -317,7 +324,8 @@ def _run(cfg: BombConfig, grid: Any, writer: StoreWriter, workers: int, schedule
                 successes += 1
             ptr += 1
         if progress is not None:
-            progress(Progress(needed=needed, attempts=attempts, successes=successes, steps=steps))
+            progress(Progress(needed=needed, attempts=attempts, successes=successes, steps=steps,
+                              successful_attempts=successful_attempts))
 
     if workers == 1 and scheduler is None:
         # One worker: run in this process (no cluster start-up); same task function, same commits.

@@ -41,7 +41,12 @@ def assert_same_stores(a: EpisodeStore, b: EpisodeStore) -> None:
 def test_one_and_two_workers_give_identical_stores(tmp_path: Path):
     cfg = small_cfg(6)
     s1 = generate(cfg, tmp_path / "w1", workers=1, mode="overwrite")
-    s2 = generate(cfg, tmp_path / "w2", workers=2, mode="overwrite")
+    seen = []
+    s2 = generate(cfg, tmp_path / "w2", workers=2, mode="overwrite", progress=seen.append)
+    # committed successes never outrun finished successful attempts (the bar's success rate is the
+    # latter over attempts); all are committed at the end
+    assert all(p.successes <= p.successful_attempts <= p.attempts for p in seen)
+    assert seen[-1].successes == seen[-1].successful_attempts == 6
     assert s1["successful_in_store"] == s2["successful_in_store"] == 6
     a, b = EpisodeStore(tmp_path / "w1"), EpisodeStore(tmp_path / "w2")
     assert [m["episode_index"] for m in a.episodes] == list(range(6))
