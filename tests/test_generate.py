@@ -128,6 +128,24 @@ def test_mismatched_config_is_refused(tmp_path: Path):
     assert len(EpisodeStore(out)) == 1  # untouched
 
 
+def test_resume_under_another_mujoco_is_refused(tmp_path: Path):
+    import zarr
+
+    out = tmp_path / "store"
+    generate(small_cfg(1), out, workers=1, mode="overwrite")
+    g = zarr.open_group(out, mode="r+", zarr_format=3)
+    attrs = dict(g.attrs["bomb_data"])
+    attrs["versions"] = {**attrs["versions"], "mujoco": "3.0.0"}  # as if made under another MuJoCo
+    g.attrs["bomb_data"] = attrs
+    before = sorted(p.name for p in out.rglob("*"))
+    with pytest.raises(StoreError, match="made with MuJoCo 3.0.0, this run has"):
+        generate(small_cfg(2), out, workers=1, mode="resume")
+    assert len(EpisodeStore(out)) == 1 and sorted(p.name for p in out.rglob("*")) == before  # untouched
+    # --overwrite replaces it
+    generate(small_cfg(2), out, workers=1, mode="overwrite")
+    assert len(EpisodeStore(out)) == 2
+
+
 def test_cli_errors_are_one_line(run_cli, tmp_path: Path):
     r = run_cli("info", str(tmp_path / "missing"))
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "no store at" in r.stderr

@@ -21,6 +21,10 @@ from .record import EpisodeRecord
 
 log = logging.getLogger(__name__)
 
+#: Versions (keys of the description's ``versions``) that change what an episode is; a store is only
+#: resumed under the same ones.
+RESULT_VERSIONS = {"mujoco": "MuJoCo", "bomb_data": "bomb-data"}
+
 _VEC_CHUNK_STEPS = 4096
 _IMG_CHUNK_BYTES = 2 * 1024 * 1024
 _STATE_CHUNK_BYTES = 2 * 1024 * 1024
@@ -159,6 +163,14 @@ class StoreWriter:
         if want_hash != have_hash:
             raise StoreError(f"{root} was made by a different configuration (config hash {have_hash}, this run "
                              f"{want_hash}); use --overwrite to replace it or --out for a new store")
+        # The same configuration under another MuJoCo (physics, rendering) or bomb-data (scene, expert)
+        # makes other episodes: resuming would mix two datasets in one store.
+        have_v, want_v = have.get("versions") or {}, description.get("versions") or {}
+        for key, name in RESULT_VERSIONS.items():
+            if key in have_v and key in want_v and have_v[key] != want_v[key]:
+                raise StoreError(f"{root} was made with {name} {have_v[key]}, this run has {want_v[key]}: its "
+                                 "episodes would differ from the ones already stored; install that version to "
+                                 "resume, or use --overwrite or another --out")
         return g
 
     # -- state ---------------------------------------------------------------------------------
