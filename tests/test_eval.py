@@ -196,6 +196,14 @@ def test_resume_after_interrupt_and_report_matches_results(tmp_path: Path):
     assert set(s["per_axis_level"]) == {r["axis"] for r in rows if r["axis"]} == {"n_board_stones", "brightness"}
     assert s["per_axis_level"]["n_board_stones"]["6"]["heldout"] is True
     assert s["per_axis_level"]["n_board_stones"]["nominal"]["n"] == 2
+    # results made under another MuJoCo are not resumed into (one rate would mix two simulators)
+    run = json.loads((out / "run.json").read_text())
+    run["versions"]["mujoco"] = "3.0.0"
+    (out / "run.json").write_text(json.dumps(run))
+    results = (out / "results.jsonl").read_bytes()
+    with pytest.raises(ConfigError, match="made with MuJoCo 3.0.0, this run has"):
+        evaluate(cfg, "random", out, grid=str(grid), episodes_per_cell=3, workers=1, videos_per_cell=0)
+    assert (out / "results.jsonl").read_bytes() == results
 
 
 def test_bad_input_gives_one_line(tmp_path: Path):

@@ -393,6 +393,7 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
 
     from ..config import format_validation_error
     from ..generate import versions
+    from ..store.writer import result_version_change
 
     t0 = time.perf_counter()
     spec = parse_policy_spec(policy)
@@ -452,6 +453,12 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
                 probe.close()
             raise ConfigError(f"{out} holds results of another evaluation (policy {prev.get('key', {}).get('policy')!r},"
                               f" grid {prev.get('key', {}).get('grid', {}).get('name')!r}); use --overwrite or another --out")
+        change = result_version_change(prev.get("versions"), versions())
+        if change:
+            if probe is not None:
+                probe.close()
+            raise ConfigError(f"{out} holds results made with {change}: the episodes would differ, so one "
+                              "success rate would mix two simulators; use --overwrite or another --out")
         prev_rows = read_results(res_path)
     elif overwrite:
         for p in (res_path, out / SUMMARY, out / REPORT):

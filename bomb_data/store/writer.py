@@ -21,9 +21,19 @@ from .record import EpisodeRecord
 
 log = logging.getLogger(__name__)
 
-#: Versions (keys of the description's ``versions``) that change what an episode is; a store is only
-#: resumed under the same ones.
+#: Versions (keys of the description's ``versions``) that change what an episode is; a store (or an
+#: evaluation) is only resumed under the same ones.
 RESULT_VERSIONS = {"mujoco": "MuJoCo", "bomb_data": "bomb-data"}
+
+
+def result_version_change(have: dict[str, Any] | None, want: dict[str, Any] | None) -> str | None:
+    """'MuJoCo 3.3.0, this run has 3.3.7' when a version that changes episodes differs, else None
+    (a version missing on either side is not compared)."""
+    have, want = have or {}, want or {}
+    for key, name in RESULT_VERSIONS.items():
+        if key in have and key in want and have[key] != want[key]:
+            return f"{name} {have[key]}, this run has {want[key]}"
+    return None
 
 _VEC_CHUNK_STEPS = 4096
 _IMG_CHUNK_BYTES = 2 * 1024 * 1024
@@ -165,12 +175,10 @@ class StoreWriter:
                              f"{want_hash}); use --overwrite to replace it or --out for a new store")
         # The same configuration under another MuJoCo (physics, rendering) or bomb-data (scene, expert)
         # makes other episodes: resuming would mix two datasets in one store.
-        have_v, want_v = have.get("versions") or {}, description.get("versions") or {}
-        for key, name in RESULT_VERSIONS.items():
-            if key in have_v and key in want_v and have_v[key] != want_v[key]:
-                raise StoreError(f"{root} was made with {name} {have_v[key]}, this run has {want_v[key]}: its "
-                                 "episodes would differ from the ones already stored; install that version to "
-                                 "resume, or use --overwrite or another --out")
+        change = result_version_change(have.get("versions"), description.get("versions"))
+        if change:
+            raise StoreError(f"{root} was made with {change}: its episodes would differ from the ones already "
+                             "stored; install that version to resume, or use --overwrite or another --out")
         return g
 
     # -- state ---------------------------------------------------------------------------------
