@@ -13,7 +13,10 @@ JSON-serialisable summary (episodes, frames, bytes, seconds, output path). Heavy
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from types import ModuleType
+
+from bomb_data.errors import ExportError
 
 FORMATS: dict[str, str] = {
     "rlds": "converters.rlds",
@@ -28,3 +31,15 @@ def get(fmt: str) -> ModuleType:
     if fmt not in FORMATS:
         raise KeyError(f"unknown export format {fmt!r}; expected one of {sorted(FORMATS)}")
     return importlib.import_module(FORMATS[fmt])
+
+
+def check_out_apart(store_path: Path | str, out: Path | str) -> None:
+    """Refuse an ``out`` that is the store, holds it or lies inside it (one clear line).
+
+    Replacing such an ``out`` (``--overwrite``) would delete the canonical store, and writing into it
+    would leave foreign files in the store's directory.
+    """
+    s, o = Path(store_path).resolve(), Path(out).resolve()
+    where = "is" if o == s else "contains" if s.is_relative_to(o) else "is inside" if o.is_relative_to(s) else None
+    if where:
+        raise ExportError(f"--out {out} {where} the store {store_path}; choose an --out outside it")

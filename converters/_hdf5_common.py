@@ -143,22 +143,28 @@ def meta_attrs(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------- atomic outputs
-def check_target(final: Path, overwrite: bool) -> None:
-    """Refuse an existing output unless ``overwrite`` (one clear line)."""
-    if final.exists() and not overwrite:
-        if final.is_dir() and not any(final.iterdir()):
-            return
+def check_target(final: Path, overwrite: bool, marker: str | None = None) -> None:
+    """Refuse an existing output unless ``overwrite`` (one clear line). A non-empty directory is only
+    ever replaced if it holds ``marker``, the file this layout writes (so --overwrite cannot delete a
+    directory that is not an export of this kind)."""
+    if not final.exists() or (final.is_dir() and not any(final.iterdir())):
+        return
+    if final.is_dir() and marker is not None and not (final / marker).is_file():
+        raise ExportError(f"{final} is a non-empty directory that holds no export of this layout (no {marker}); "
+                          "refusing to replace it (choose another --out)")
+    if not overwrite:
         raise ExportError(f"{final} already exists; pass --overwrite to replace it")
 
 
 @contextlib.contextmanager
-def staged_path(final: Path, overwrite: bool, is_dir: bool) -> Iterator[Path]:
+def staged_path(final: Path, overwrite: bool, is_dir: bool, marker: str | None = None) -> Iterator[Path]:
     """Yield a hidden temporary path beside ``final``; rename it to ``final`` when the block succeeds.
 
     On any exception (including KeyboardInterrupt) the temporary file or directory is removed and
-    ``final`` is untouched. An existing ``final`` is replaced only at the very end, with ``overwrite``.
+    ``final`` is untouched. An existing ``final`` is replaced only at the very end, with ``overwrite``,
+    and a non-empty directory only if it holds ``marker`` (see :func:`check_target`).
     """
-    check_target(final, overwrite)
+    check_target(final, overwrite, marker)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
     _remove(tmp)
@@ -170,7 +176,7 @@ def staged_path(final: Path, overwrite: bool, is_dir: bool) -> Iterator[Path]:
         _remove(tmp)
         raise
     if final.exists():
-        check_target(final, overwrite)  # still refused if it appeared meanwhile without --overwrite
+        check_target(final, overwrite, marker)  # still refused if it appeared meanwhile without --overwrite
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.replace(final, old)
         os.replace(tmp, final)

@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 
 from bomb_data.errors import ExportError
 
+from . import check_out_apart
 from ._hdf5_common import (gripper_command01, gripper_open01, meta_attrs, open_store, ordered_map,
                            provenance, quat_to_axis_angle, resize_frames, select_episodes, staged_path,
                            tree_bytes)
@@ -95,6 +96,7 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
     if image_size is not None and image_size < 1:
         raise ExportError(f"image size must be positive, found {image_size}")
     store_path, out = Path(store_path), Path(out)
+    check_out_apart(store_path, out)
     store = open_store(store_path)
     indices = select_episodes(store, include_failures)
     opts = {"image_size": image_size, "compression": compression, "fps": store.fps}
@@ -313,7 +315,7 @@ def _export_aloha(store: Any, indices: list[int], out: Path, overwrite: bool, wo
                   progress: Callable[[int], None] | None, opts: dict[str, Any]) -> tuple[Path, int]:
     L = max(store.episode(i).length for i in indices)
     total = 0
-    with staged_path(out, overwrite, is_dir=True) as tmp:
+    with staged_path(out, overwrite, is_dir=True, marker="act_task_config.json") as tmp:
         jobs = [(n, i, str(tmp), L) for n, i in enumerate(indices)]
         for r in ordered_map(_aloha_episode, jobs, workers, _init_worker, (str(store.root), opts)):
             total += r["length"]
@@ -394,7 +396,7 @@ def _robotwin_episode(job: tuple[int, int, str]) -> dict[str, Any]:
 def _export_robotwin(store: Any, indices: list[int], out: Path, overwrite: bool, workers: int,
                      progress: Callable[[int], None] | None, opts: dict[str, Any]) -> tuple[Path, int]:
     total = 0
-    with staged_path(out, overwrite, is_dir=True) as tmp:
+    with staged_path(out, overwrite, is_dir=True, marker="bomb_data_info.json") as tmp:
         (tmp / "data").mkdir()
         (tmp / "instructions").mkdir()
         jobs = [(n, i, str(tmp)) for n, i in enumerate(indices)]

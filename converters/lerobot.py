@@ -49,6 +49,7 @@ from bomb_data._cpus import usable_cpus
 from bomb_data.errors import ExportError
 from bomb_data.schema import CAMERAS, FEATURES_BY_KEY
 
+from . import check_out_apart
 from . import _lerobot_stats as st
 from . import _lerobot_video as vid
 
@@ -133,8 +134,12 @@ def resolve_preset(preset: str | Mapping[str, str] | Path | None, version: str) 
 def _check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ExportError(f"--out {out} is not empty; pass --overwrite to replace it")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / "meta" / "info.json").is_file():
+            raise ExportError(f"--out {out} is a non-empty directory that holds no LeRobot dataset; refusing to "
+                              "replace it (choose another --out)")
+        if not overwrite:
+            raise ExportError(f"--out {out} is not empty; pass --overwrite to replace it")
 
 
 # ------------------------------------------------------------------------------------- features
@@ -335,6 +340,7 @@ def export(
     store = EpisodeStore(store_path)
     store.require_nonempty()
     out = Path(out)
+    check_out_apart(store_path, out)
     _check_out(out, overwrite)
     fps_f = store.fps
     if abs(fps_f - round(fps_f)) > 1e-9:

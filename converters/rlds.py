@@ -38,6 +38,7 @@ import numpy as np
 from bomb_data.errors import ExportError
 from bomb_data.store import EpisodeStore
 
+from . import check_out_apart
 from ._rlds_registration import registration_source
 from ._rlds_spec import (ACTION_SPACES, DATASET_NAME, VERSION, description_text, episode_arrays, feature_specs,
                          heldout_cells, plan_splits, quat_wxyz_to_axisangle_robosuite)
@@ -233,6 +234,7 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
     if image_size is not None and int(image_size) < 8:
         raise ExportError(f"image_size: expected an integer >= 8, found {image_size!r}")
     store_path, out = Path(store_path), Path(out)
+    check_out_apart(store_path, out)
     store = EpisodeStore(store_path)
     store.require_nonempty()
     h, w, _ = store.image_shape

@@ -31,6 +31,7 @@ import numpy as np
 from bomb_data.errors import ExportError
 from bomb_data.rotations import state8
 
+from . import check_out_apart
 from ._hdf5_common import (open_store, ordered_map, provenance, resize_frames,
                            select_episodes, staged_path, tree_bytes)
 
@@ -99,6 +100,7 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
     if image_size is not None and image_size < 1:
         raise ExportError(f"image size must be positive, found {image_size}")
     store_path, out = Path(store_path), Path(out)
+    check_out_apart(store_path, out)
     store = open_store(store_path)
     indices = select_episodes(store, include_failures)
     lengths = [store.episode(i).length for i in indices]
@@ -107,7 +109,7 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
     H, W = (image_size, image_size) if image_size else store.image_shape[:2]
     workers = max(1, int(workers))
     t0 = time.perf_counter()
-    with staged_path(out, overwrite, is_dir=True) as tmp:
+    with staged_path(out, overwrite, is_dir=True, marker=".zattrs") as tmp:
         root = zarr.open_group(tmp, mode="w", zarr_format=2)
         data = root.require_group("data")
         meta = root.require_group("meta")

@@ -254,15 +254,23 @@ def test_file_rollover_and_resize(tiny_store: Path, tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------- bad input
 def test_refuses_non_empty_out(tiny_store: Path, tmp_path: Path) -> None:
+    # a directory that is not a LeRobot dataset is never replaced, --overwrite or not
     out = tmp_path / "busy"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(ExportError, match="not empty.*--overwrite") as e:
-        lr.export(tiny_store, out)
-    assert "\n" not in str(e.value)
-    assert (out / "keep.txt").read_text() == "mine"
-    lr.export(tiny_store, out, overwrite=True, video=False)
-    assert not (out / "keep.txt").exists() and (out / "meta/info.json").is_file()
+    for overwrite in (False, True):
+        with pytest.raises(ExportError, match="holds no LeRobot dataset; refusing to replace") as e:
+            lr.export(tiny_store, out, overwrite=overwrite)
+        assert "\n" not in str(e.value)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
+    # an earlier export is replaced only with --overwrite
+    ds = tmp_path / "ds"
+    lr.export(tiny_store, ds, video=False)
+    with pytest.raises(ExportError, match="not empty; pass --overwrite"):
+        lr.export(tiny_store, ds, video=False)
+    (ds / "stale.txt").write_text("from the old export")
+    lr.export(tiny_store, ds, overwrite=True, video=False)
+    assert not (ds / "stale.txt").exists() and (ds / "meta/info.json").is_file()
 
 
 def test_missing_and_empty_store(tmp_path: Path) -> None:
@@ -294,10 +302,17 @@ def test_cli_bad_input_one_line(run_cli, tiny_store: Path, tmp_path: Path) -> No
     out = tmp_path / "busy"
     out.mkdir()
     (out / "x").write_text("x")
-    p = run_cli("export", "--format", "lerobot", "--store", str(tiny_store), "--out", str(out), "-q")
-    assert p.returncode != 0
+    for extra, says in (((), "refusing to replace"), (("--overwrite",), "refusing to replace")):
+        p = run_cli("export", "--format", "lerobot", "--store", str(tiny_store), "--out", str(out), "-q", *extra)
+        assert p.returncode != 0
+        lines = [x for x in p.stderr.strip().splitlines() if x.strip()]
+        assert len(lines) == 1 and says in lines[0] and "Traceback" not in p.stderr
+    assert (out / "x").read_text() == "x"
+    ds = tmp_path / "ds"
+    lr.export(tiny_store, ds, video=False)
+    p = run_cli("export", "--format", "lerobot", "--store", str(tiny_store), "--out", str(ds), "-q")
     lines = [x for x in p.stderr.strip().splitlines() if x.strip()]
-    assert len(lines) == 1 and "--overwrite" in lines[0] and "Traceback" not in p.stderr
+    assert p.returncode != 0 and len(lines) == 1 and "--overwrite" in lines[0] and "Traceback" not in p.stderr
 
 
 def test_interrupted_export_never_looks_complete(tiny_store: Path, tmp_path: Path) -> None:
