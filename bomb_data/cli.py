@@ -118,7 +118,7 @@ def preview(out: Path, grid: str, n: int, seed: int, config_path: Path | None) -
 @click.option("--store", type=click.Path(path_type=Path), default=DEFAULT_STORE, show_default=True,
               help="Store to read.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Output directory [default: data/exports/<format>].")
+              help="Output directory [default: data/exports/<format>; lerobot_<version>, aloha, robotwin/bomb_go].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing export at --out.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes to use [default: one per usable core].")
@@ -149,7 +149,10 @@ def export(fmt: str, store: Path, out: Path | None, overwrite: bool, workers: in
 
     s = EpisodeStore(store)
     s.require_nonempty()
-    out = out if out is not None else DEFAULT_EXPORTS / (fmt if fmt != "lerobot" else f"lerobot_{lerobot_version}")
+    if out is None:  # one default per kind of output, so exporting every kind with no --out collides nowhere
+        out = DEFAULT_EXPORTS / {"lerobot": f"lerobot_{lerobot_version}",
+                                 "hdf5": {"aloha": "aloha", "robotwin": "robotwin/bomb_go"}.get(layout, "hdf5")
+                                 }.get(fmt, fmt)
     workers = workers or default_workers()
     common: dict[str, Any] = dict(overwrite=overwrite, workers=workers, image_size=image_size,
                                   include_failures=include_failures)

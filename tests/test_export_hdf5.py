@@ -289,6 +289,22 @@ def test_cli_errors_are_one_line(tiny_store: Path, tmp_path: Path, run_cli):
         assert f["data/demo_0/obs/agentview_rgb"].compression == "lzf"
 
 
+def test_cli_default_outs_of_the_layouts_do_not_collide(tiny_store: Path, tmp_path: Path):
+    # with no --out, the three layouts go to three places: exporting all three in a row just works
+    import shutil
+
+    shutil.copytree(tiny_store, tmp_path / "data" / "bomb_go")
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "MUJOCO_GL": "egl"}
+    for layout in ("robomimic", "aloha", "robotwin"):
+        p = subprocess.run([sys.executable, "-m", "bomb_data.cli", "export", "--format", "hdf5", "--layout", layout,
+                            "-q", "--workers", "1"], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+    ex = tmp_path / "data" / "exports"
+    assert (ex / "hdf5" / "bomb_go.hdf5").is_file()
+    assert (ex / "aloha" / "act_task_config.json").is_file() and (ex / "aloha" / "episode_0.hdf5").is_file()
+    assert (ex / "robotwin" / "bomb_go" / "bomb_data_info.json").is_file()
+
+
 # ------------------------------------------------------------------------------------------- replay
 def _is_synthetic(store: EpisodeStore) -> bool:
     return store.description.get("config_hash") == "synthetic"
