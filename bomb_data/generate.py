@@ -167,7 +167,7 @@ class Progress:
     attempts: int
     successes: int
     steps: int
-    successful_attempts: int = 0
+    successful_attempts: int
 
 
 @contextmanager

@@ -448,17 +448,17 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
     prev_rows: list[dict[str, Any]] = []
     if run_path.exists() and not overwrite:
         prev = json.loads(run_path.read_text())
+        refused = None
         if prev.get("key") != run_key:
+            refused = (f"{out} holds results of another evaluation (policy {prev.get('key', {}).get('policy')!r},"
+                       f" grid {prev.get('key', {}).get('grid', {}).get('name')!r}); use --overwrite or another --out")
+        elif change := result_version_change(prev.get("versions"), versions()):
+            refused = (f"{out} holds results made with {change}: the episodes would differ, so one "
+                       "success rate would mix two simulators; use --overwrite or another --out")
+        if refused:
             if probe is not None:
                 probe.close()
-            raise ConfigError(f"{out} holds results of another evaluation (policy {prev.get('key', {}).get('policy')!r},"
-                              f" grid {prev.get('key', {}).get('grid', {}).get('name')!r}); use --overwrite or another --out")
-        change = result_version_change(prev.get("versions"), versions())
-        if change:
-            if probe is not None:
-                probe.close()
-            raise ConfigError(f"{out} holds results made with {change}: the episodes would differ, so one "
-                              "success rate would mix two simulators; use --overwrite or another --out")
+            raise ConfigError(refused)
         prev_rows = read_results(res_path)
     elif overwrite:
         for p in (res_path, out / SUMMARY, out / REPORT):
