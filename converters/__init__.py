@@ -13,6 +13,7 @@ JSON-serialisable summary (episodes, frames, bytes, seconds, output path). Heavy
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -43,3 +44,35 @@ def check_out_apart(store_path: Path | str, out: Path | str) -> None:
     where = "is" if o == s else "contains" if s.is_relative_to(o) else "is inside" if o.is_relative_to(s) else None
     if where:
         raise ExportError(f"--out {out} {where} the store {store_path}; choose an --out outside it")
+
+
+def check_replaceable(out: Path, overwrite: bool, what: str, is_ours: Callable[[Path], bool],
+                      file: bool = False) -> None:
+    """The rule every exporter applies to an ``--out`` that exists; each refusal is one clear line.
+
+    * Nothing there, or an empty directory where a directory is written: go on.
+    * A directory where a file is written (``file``), or a file where a directory is written: refused.
+    * Anything that is not an earlier export of this kind (``is_ours`` false; ``what`` names the
+      kind, e.g. "a LeRobot dataset"): refused even with ``--overwrite``, so that ``--overwrite``
+      never deletes a foreign file or directory.
+    * An earlier export of this kind: replaced only with ``overwrite``.
+    """
+    if not out.exists():
+        return
+    if file and out.is_dir():
+        raise ExportError(f"--out {out} is a directory; this export writes a file")
+    if not file:
+        if not out.is_dir():
+            raise ExportError(f"--out {out} is a file; this export writes a directory")
+        if not any(out.iterdir()):
+            return
+    if not is_ours(out):
+        held = "is not" if file else "is not empty and is not"
+        raise ExportError(f"--out {out} {held} {what}; refusing to replace it (choose another --out)")
+    if not overwrite:
+        raise ExportError(f"--out {out} already holds {what}; pass --overwrite to replace it")
+
+
+def holds(marker: str) -> Callable[[Path], bool]:
+    """``is_ours`` for :func:`check_replaceable`: the directory holds the file ``marker``."""
+    return lambda d: (d / marker).is_file()

@@ -32,6 +32,8 @@ from numpy.typing import NDArray
 from bomb_data.errors import ExportError
 from bomb_data.store import EpisodeStore
 
+from . import check_replaceable
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -143,28 +145,17 @@ def meta_attrs(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------- atomic outputs
-def check_target(final: Path, overwrite: bool, marker: str | None = None) -> None:
-    """Refuse an existing output unless ``overwrite`` (one clear line). A non-empty directory is only
-    ever replaced if it holds ``marker``, the file this layout writes (so --overwrite cannot delete a
-    directory that is not an export of this kind)."""
-    if not final.exists() or (final.is_dir() and not any(final.iterdir())):
-        return
-    if final.is_dir() and marker is not None and not (final / marker).is_file():
-        raise ExportError(f"{final} is a non-empty directory that holds no export of this layout (no {marker}); "
-                          "refusing to replace it (choose another --out)")
-    if not overwrite:
-        raise ExportError(f"{final} already exists; pass --overwrite to replace it")
-
-
 @contextlib.contextmanager
-def staged_path(final: Path, overwrite: bool, is_dir: bool, marker: str | None = None) -> Iterator[Path]:
+def staged_path(final: Path, overwrite: bool, what: str, is_ours: Callable[[Path], bool],
+                is_dir: bool) -> Iterator[Path]:
     """Yield a hidden temporary path beside ``final``; rename it to ``final`` when the block succeeds.
 
     On any exception (including KeyboardInterrupt) the temporary file or directory is removed and
-    ``final`` is untouched. An existing ``final`` is replaced only at the very end, with ``overwrite``,
-    and a non-empty directory only if it holds ``marker`` (see :func:`check_target`).
+    ``final`` is untouched. An existing ``final`` is replaced only at the very end, only if it is an
+    earlier export of this kind (``what``, ``is_ours``) and only with ``overwrite``
+    (:func:`converters.check_replaceable`).
     """
-    check_target(final, overwrite, marker)
+    check_replaceable(final, overwrite, what, is_ours, file=not is_dir)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
     _remove(tmp)
@@ -176,13 +167,26 @@ def staged_path(final: Path, overwrite: bool, is_dir: bool, marker: str | None =
         _remove(tmp)
         raise
     if final.exists():
-        check_target(final, overwrite, marker)  # still refused if it appeared meanwhile without --overwrite
+        # still refused if it appeared meanwhile and is not ours, or without --overwrite
+        check_replaceable(final, overwrite, what, is_ours, file=not is_dir)
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.replace(final, old)
         os.replace(tmp, final)
         _remove(old)
     else:
         os.replace(tmp, final)
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def is_hdf5(p: Path) -> bool:
+    """The file starts with the HDF5 signature (a file at offset 0, as h5py writes them)."""
+    try:
+        with open(p, "rb") as f:
+            return f.read(8) == HDF5_SIGNATURE
+    except OSError:
+        return False
 
 
 def _remove(p: Path) -> None:

@@ -36,8 +36,8 @@ from numpy.typing import NDArray
 
 from bomb_data.errors import ExportError
 
-from . import check_out_apart
-from ._hdf5_common import (gripper_command01, gripper_open01, meta_attrs, open_store, ordered_map,
+from . import check_out_apart, holds
+from ._hdf5_common import (gripper_command01, gripper_open01, is_hdf5, meta_attrs, open_store, ordered_map,
                            provenance, quat_to_axis_angle, resize_frames, select_episodes, staged_path,
                            tree_bytes)
 
@@ -211,7 +211,7 @@ def _export_robomimic(store: Any, indices: list[int], out: Path, overwrite: bool
     masks: dict[str, list[str]] = {"train": [], "valid": [], "heldout": []}
     split_to_mask = {"train": "train", "val": "valid", "heldout": "heldout"}
     total = 0
-    with staged_path(final, overwrite, is_dir=False) as tmp:
+    with staged_path(final, overwrite, "an HDF5 file", is_hdf5, is_dir=False) as tmp:
         with h5py.File(tmp, "w") as f:
             data = f.create_group("data")
             for n, ep in enumerate(ordered_map(_robomimic_episode, indices, workers, _init_worker,
@@ -315,7 +315,7 @@ def _export_aloha(store: Any, indices: list[int], out: Path, overwrite: bool, wo
                   progress: Callable[[int], None] | None, opts: dict[str, Any]) -> tuple[Path, int]:
     L = max(store.episode(i).length for i in indices)
     total = 0
-    with staged_path(out, overwrite, is_dir=True, marker="act_task_config.json") as tmp:
+    with staged_path(out, overwrite, "an ACT (aloha) export", holds("act_task_config.json"), is_dir=True) as tmp:
         jobs = [(n, i, str(tmp), L) for n, i in enumerate(indices)]
         for r in ordered_map(_aloha_episode, jobs, workers, _init_worker, (str(store.root), opts)):
             total += r["length"]
@@ -396,7 +396,7 @@ def _robotwin_episode(job: tuple[int, int, str]) -> dict[str, Any]:
 def _export_robotwin(store: Any, indices: list[int], out: Path, overwrite: bool, workers: int,
                      progress: Callable[[int], None] | None, opts: dict[str, Any]) -> tuple[Path, int]:
     total = 0
-    with staged_path(out, overwrite, is_dir=True, marker="bomb_data_info.json") as tmp:
+    with staged_path(out, overwrite, "a RoboTwin export", holds("bomb_data_info.json"), is_dir=True) as tmp:
         (tmp / "data").mkdir()
         (tmp / "instructions").mkdir()
         jobs = [(n, i, str(tmp)) for n, i in enumerate(indices)]

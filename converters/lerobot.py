@@ -49,7 +49,7 @@ from bomb_data._cpus import usable_cpus
 from bomb_data.errors import ExportError
 from bomb_data.schema import CAMERAS, FEATURES_BY_KEY
 
-from . import check_out_apart
+from . import check_out_apart, check_replaceable, holds
 from . import _lerobot_stats as st
 from . import _lerobot_video as vid
 
@@ -129,17 +129,6 @@ def resolve_preset(preset: str | Mapping[str, str] | Path | None, version: str) 
     if clash:
         raise ExportError(f"lerobot preset uses reserved feature key(s) {clash}")
     return out
-
-
-def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / "meta" / "info.json").is_file():
-            raise ExportError(f"--out {out} is a non-empty directory that holds no LeRobot dataset; refusing to "
-                              "replace it (choose another --out)")
-        if not overwrite:
-            raise ExportError(f"--out {out} is not empty; pass --overwrite to replace it")
 
 
 # ------------------------------------------------------------------------------------- features
@@ -341,7 +330,7 @@ def export(
     store.require_nonempty()
     out = Path(out)
     check_out_apart(store_path, out)
-    _check_out(out, overwrite)
+    check_replaceable(out, overwrite, "a LeRobot dataset", holds("meta/info.json"))
     fps_f = store.fps
     if abs(fps_f - round(fps_f)) > 1e-9:
         raise ExportError(f"LeRobot needs an integer fps; the store runs at {fps_f} Hz")

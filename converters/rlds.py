@@ -38,7 +38,7 @@ import numpy as np
 from bomb_data.errors import ExportError
 from bomb_data.store import EpisodeStore
 
-from . import check_out_apart
+from . import check_out_apart, check_replaceable
 from ._rlds_registration import registration_source
 from ._rlds_spec import (ACTION_SPACES, DATASET_NAME, VERSION, description_text, episode_arrays, feature_specs,
                          heldout_cells, plan_splits, quat_wxyz_to_axisangle_robosuite)
@@ -61,30 +61,18 @@ def _existing_versions(out: Path) -> list[str]:
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
-    """Refuse an ``out`` we must not replace; one clear line each."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise ExportError(f"--out {out} is a file; expected a directory for the RLDS export")
-    if not any(out.iterdir()):
-        return
-    versions = _existing_versions(out)
-    ours = bool(versions) or (out / SUMMARY_FILE).exists()
-    if not ours:
-        raise ExportError(f"--out {out} is a non-empty directory that holds no {DATASET_NAME} RLDS export; "
-                          f"refusing to replace it (choose another --out)")
-    if overwrite:
-        other = [v for v in versions if v != VERSION]
-        if other:
-            log.warning("replacing %s, which holds %s version(s) %s, with version %s", out, DATASET_NAME,
-                        ", ".join(other), VERSION)
-        return
+    """Refuse an ``out`` we must not replace (:func:`converters.check_replaceable`), and say when an
+    earlier export holds another version of the dataset; one clear line each."""
+    versions = _existing_versions(out) if out.is_dir() else []
     other = [v for v in versions if v != VERSION]
-    if other:
+    if other and not overwrite:
         raise ExportError(f"--out {out} holds {DATASET_NAME} version {', '.join(other)}; this bomb-data writes "
                           f"version {VERSION}: pass --overwrite to replace it or choose another --out")
-    raise ExportError(f"--out {out} already holds an RLDS export ({DATASET_NAME} {VERSION}); "
-                      f"pass --overwrite to replace it")
+    check_replaceable(out, overwrite, f"an RLDS export of {DATASET_NAME}",
+                      lambda d: bool(versions) or (d / SUMMARY_FILE).exists())
+    if other:
+        log.warning("replacing %s, which holds %s version(s) %s, with version %s", out, DATASET_NAME,
+                    ", ".join(other), VERSION)
 
 
 def _remove_stale_temps(out: Path) -> None:

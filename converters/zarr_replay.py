@@ -19,6 +19,7 @@ renamed into place when complete.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -36,6 +37,18 @@ from ._hdf5_common import (open_store, ordered_map, provenance, resize_frames,
                            select_episodes, staged_path, tree_bytes)
 
 log = logging.getLogger(__name__)
+
+LAYOUT = "diffusion_policy replay buffer"
+
+
+def _is_ours(d: Path) -> bool:
+    """``d`` is a replay buffer this exporter wrote (its root attributes name our layout)."""
+    try:
+        attrs = json.loads((d / ".zattrs").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(attrs, dict) and isinstance(attrs.get("bomb_data"), dict) \
+        and attrs["bomb_data"].get("layout") == LAYOUT
 
 #: data key -> store camera.
 IMAGE_KEYS = {"img": "agentview", "wrist_img": "wrist"}
@@ -109,7 +122,7 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
     H, W = (image_size, image_size) if image_size else store.image_shape[:2]
     workers = max(1, int(workers))
     t0 = time.perf_counter()
-    with staged_path(out, overwrite, is_dir=True, marker=".zattrs") as tmp:
+    with staged_path(out, overwrite, "a Diffusion Policy replay buffer from bomb-data", _is_ours, is_dir=True) as tmp:
         root = zarr.open_group(tmp, mode="w", zarr_format=2)
         data = root.require_group("data")
         meta = root.require_group("meta")
@@ -122,7 +135,7 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
             low[key] = data.create_array(key, shape=(N, dim), chunks=(rows, dim), dtype="float32",
                                          compressors=_blosc(shuffle=True))
         meta.create_array("episode_ends", shape=(len(ends),), dtype="int64", compressors=None)[:] = ends
-        root.attrs["bomb_data"] = {**provenance(store), "layout": "diffusion_policy replay buffer",
+        root.attrs["bomb_data"] = {**provenance(store), "layout": LAYOUT,
                                    "image_size": [H, W], "cameras": IMAGE_KEYS,
                                    "state": "eef_pos(3, m) + eef_axis_angle(3, rad) + finger positions(2, m)",
                                    "action": "canonical 7-D delta EEF, gripper -1 open / +1 closed"}

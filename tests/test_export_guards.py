@@ -1,5 +1,5 @@
-"""No exporter can destroy the store or a directory that is not its own export: an --out that is,
-holds or lies inside the store is refused, and --overwrite never replaces a foreign directory."""
+"""No exporter can destroy the store or anything that is not its own export: an --out that is,
+holds or lies inside the store is refused, and --overwrite never replaces a foreign directory or file."""
 
 from __future__ import annotations
 
@@ -44,3 +44,44 @@ def test_overwrite_never_replaces_a_foreign_directory(tiny_store: Path, tmp_path
     with pytest.raises(ExportError, match="refusing to replace"):
         converters.get(fmt).export(tiny_store, out, overwrite=True, **opts)
     assert [p.name for p in out.iterdir()] == ["thesis.tex"] and (out / "thesis.tex").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(("fmt", "opts"), [c for c in LAYOUTS if c[1].get("layout") != "robomimic"],
+                         ids=[i for i in IDS if i != "hdf5-robomimic"])
+def test_a_file_where_a_directory_is_written_is_refused(tiny_store: Path, tmp_path: Path, fmt: str,
+                                                        opts: dict) -> None:
+    out = tmp_path / "notes.txt"
+    out.write_text("keep me")
+    with pytest.raises(ExportError, match="is a file; this export writes a directory"):
+        converters.get(fmt).export(tiny_store, out, overwrite=True, **opts)
+    assert out.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_robomimic_never_replaces_a_foreign_file_or_a_directory(tiny_store: Path, tmp_path: Path) -> None:
+    hdf5 = converters.get("hdf5")
+    notes = tmp_path / "notes.h5"
+    notes.write_text("not an HDF5 file")
+    with pytest.raises(ExportError, match="is not an HDF5 file; refusing to replace it"):
+        hdf5.export(tiny_store, notes, overwrite=True, layout="robomimic")
+    assert notes.read_text() == "not an HDF5 file"
+    folder = tmp_path / "runs.hdf5"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("keep me")
+    with pytest.raises(ExportError, match="is a directory; this export writes a file"):
+        hdf5.export(tiny_store, folder, overwrite=True, layout="robomimic")
+    assert [p.name for p in folder.iterdir()] == ["keep.txt"]
+    # an earlier robomimic export is an HDF5 file: replaced with --overwrite
+    mine = tmp_path / "mine.hdf5"
+    hdf5.export(tiny_store, mine, layout="robomimic")
+    hdf5.export(tiny_store, mine, overwrite=True, layout="robomimic")
+
+
+def test_zarr_never_replaces_a_foreign_zarr_group(tiny_store: Path, tmp_path: Path) -> None:
+    # a zarr group written by someone else has a .zattrs too; only our replay buffer is replaced
+    out = tmp_path / "their.zarr"
+    out.mkdir()
+    (out / ".zgroup").write_text('{"zarr_format": 2}')
+    (out / ".zattrs").write_text('{"owner": "someone else"}')
+    with pytest.raises(ExportError, match="is not a Diffusion Policy replay buffer from bomb-data"):
+        converters.get("zarr").export(tiny_store, out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == [".zattrs", ".zgroup"]

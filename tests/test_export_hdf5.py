@@ -249,7 +249,7 @@ def test_missing_store_unknown_layout_existing_output(tiny_store: Path, tmp_path
     for layout in ("robomimic", "aloha"):
         out = tmp_path / f"exists-{layout}"
         hdf5.export(tiny_store, out, layout=layout)
-        with pytest.raises(ExportError, match="already exists; pass --overwrite"):
+        with pytest.raises(ExportError, match="already holds an? .*; pass --overwrite to replace it"):
             hdf5.export(tiny_store, out, layout=layout)
         hdf5.export(tiny_store, out, layout=layout, overwrite=True)
 

@@ -173,7 +173,7 @@ def test_bad_inputs(tiny_store: Path, tmp_path: Path):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    with pytest.raises(ExportError, match="holds no bomb_go"):
+    with pytest.raises(ExportError, match="is not an RLDS export of bomb_go"):
         _export(tiny_store, foreign, overwrite=True)
     assert (foreign / "notes.txt").read_text() == "mine"
     other = tmp_path / "other"
