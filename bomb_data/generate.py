@@ -51,9 +51,15 @@ def versions() -> dict[str, str]:
     import PIL
     import zarr
 
-    return {"bomb_data": __version__, "mujoco": mujoco.__version__, "numpy": np.__version__,
-            "zarr": zarr.__version__, "opencv": cv2.__version__, "pillow": PIL.__version__,
-            "python": platform.python_version()}
+    from ._gl import renderer
+
+    out = {"bomb_data": __version__, "mujoco": mujoco.__version__, "numpy": np.__version__,
+           "zarr": zarr.__version__, "opencv": cv2.__version__, "pillow": PIL.__version__,
+           "python": platform.python_version()}
+    gl = renderer()
+    if gl is not None:
+        out["renderer"] = gl
+    return out
 
 
 def mj_state_dim(cfg: BombConfig, max_board_stones: int) -> int:

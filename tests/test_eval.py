@@ -198,6 +198,7 @@ def test_resume_after_interrupt_and_report_matches_results(tmp_path: Path):
     assert s["per_axis_level"]["n_board_stones"]["nominal"]["n"] == 2
     # results made under another MuJoCo are not resumed into (one rate would mix two simulators)
     run = json.loads((out / "run.json").read_text())
+    assert run["versions"]["renderer"]  # the OpenGL renderer is recorded with the versions
     run["versions"]["mujoco"] = "3.0.0"
     (out / "run.json").write_text(json.dumps(run))
     results = (out / "results.jsonl").read_bytes()

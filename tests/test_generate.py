@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -128,17 +129,21 @@ def test_mismatched_config_is_refused(tmp_path: Path):
     assert len(EpisodeStore(out)) == 1  # untouched
 
 
-def test_resume_under_another_mujoco_is_refused(tmp_path: Path):
+@pytest.mark.parametrize(("key", "theirs", "said"), [
+    ("mujoco", "3.0.0", "MuJoCo 3.0.0"),
+    ("renderer", "NVIDIA GeForce RTX 4090/PCIe/SSE2; OpenGL 4.6.0 NVIDIA 550.54", "the renderer NVIDIA GeForce")])
+def test_resume_under_another_mujoco_or_renderer_is_refused(tmp_path: Path, key: str, theirs: str, said: str):
     import zarr
 
     out = tmp_path / "store"
     generate(small_cfg(1), out, workers=1, mode="overwrite")
     g = zarr.open_group(out, mode="r+", zarr_format=3)
     attrs = dict(g.attrs["bomb_data"])
-    attrs["versions"] = {**attrs["versions"], "mujoco": "3.0.0"}  # as if made under another MuJoCo
+    assert attrs["versions"]["renderer"]  # this machine renders through EGL, so the renderer is recorded
+    attrs["versions"] = {**attrs["versions"], key: theirs}  # as if made under another MuJoCo or renderer
     g.attrs["bomb_data"] = attrs
     before = sorted(p.name for p in out.rglob("*"))
-    with pytest.raises(StoreError, match="made with MuJoCo 3.0.0, this run has"):
+    with pytest.raises(StoreError, match=f"made with {re.escape(said)}.*, this run has"):
         generate(small_cfg(2), out, workers=1, mode="resume")
     assert len(EpisodeStore(out)) == 1 and sorted(p.name for p in out.rglob("*")) == before  # untouched
     # --overwrite replaces it

@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 
 #: Versions (keys of the description's ``versions``) that change what an episode is; a store (or an
 #: evaluation) is only resumed under the same ones.
-RESULT_VERSIONS = {"mujoco": "MuJoCo", "bomb_data": "bomb-data"}
+#: Versions that change the episodes themselves: physics and rendering (MuJoCo), the scene and the
+#: expert (bomb-data), the rasteriser (the OpenGL renderer, e.g. Mesa llvmpipe or a GPU driver).
+RESULT_VERSIONS = {"mujoco": "MuJoCo", "bomb_data": "bomb-data", "renderer": "the renderer"}
 
 
 def result_version_change(have: dict[str, Any] | None, want: dict[str, Any] | None) -> str | None:
@@ -178,7 +180,7 @@ class StoreWriter:
         change = result_version_change(have.get("versions"), description.get("versions"))
         if change:
             raise StoreError(f"{root} was made with {change}: its episodes would differ from the ones already "
-                             "stored; install that version to resume, or use --overwrite or another --out")
+                             "stored; resume where that version is installed, or use --overwrite or another --out")
         return g
 
     # -- state ---------------------------------------------------------------------------------
