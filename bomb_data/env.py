@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import string
 from typing import Any
 
@@ -23,7 +24,7 @@ import mujoco
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _gl  # noqa: F401
+from ._gl import renderer  # (importing _gl sets MUJOCO_GL before mujoco)
 from pydantic import ValidationError
 
 from .config import BombConfig, SimConfig, format_validation_error
@@ -46,23 +47,16 @@ _GL_LOGGED = False
 
 
 def register_envs() -> None:
-    """Register ``bomb_data/GoPlace-v0`` with Gymnasium (also run via the gymnasium entry point)."""
+    """Register ``bomb_data/GoPlace-v0`` with Gymnasium (done when this module is imported)."""
     if ENV_ID not in gym.registry:
         gym.register(id=ENV_ID, entry_point="bomb_data.env:GoPlaceEnv", max_episode_steps=None)
 
 
 def _log_gl_renderer_once() -> None:
     global _GL_LOGGED
-    if _GL_LOGGED:
-        return
-    _GL_LOGGED = True
-    try:
-        from OpenGL import GL
-
-        log.info("GL renderer: %s (MUJOCO_GL=%s)", GL.glGetString(GL.GL_RENDERER).decode(),
-                 __import__("os").environ.get("MUJOCO_GL"))
-    except Exception as exc:  # logging only; rendering itself reports real errors
-        log.info("GL renderer unknown (%s)", exc)
+    if not _GL_LOGGED:
+        _GL_LOGGED = True
+        log.info("GL renderer: %s (MUJOCO_GL=%s)", renderer() or "unknown", os.environ.get("MUJOCO_GL"))
 
 
 class GoPlaceEnv(gym.Env):
@@ -360,3 +354,6 @@ class GoPlaceEnv(gym.Env):
             if r is not None:
                 r.close()
         self._renderer = self._seg_renderer = None
+
+
+register_envs()  # importing this module registers bomb_data/GoPlace-v0 (gymnasium >= 1.0 reads no entry points)

@@ -14,7 +14,7 @@ from bomb_data.config import load_config
 from bomb_data.errors import BombDataError, ConfigError, PolicyError
 from bomb_data.evaluate.adapt import AdapterConfig, decode_gripper, encode_gripper, to_action_chunk
 from bomb_data.evaluate.clients.wire import json_dumps, json_loads, packb, unpackb
-from bomb_data.evaluate.metrics import wilson_interval
+from bomb_data.evaluate.metrics import aggregate, wilson_interval
 from bomb_data.evaluate.policies import parse_policy_spec
 from bomb_data.evaluate.protocol import PolicyFailure
 from bomb_data.evaluate.runner import CAPTION_PX, _video_frame, evaluate, read_results
@@ -132,6 +132,10 @@ def test_replay_reproduces_generated_episodes(tmp_path: Path):
     assert len(rows) == 3 and s["overall"]["n"] == 3
     for r in rows:
         assert r["success"] == r["source_success"] is True, r
+    assert s["replay"] == {"episodes": 3, "same_outcome": 3, "different_outcome": []}
+    # an episode that did not reproduce its recorded outcome is named
+    rows[1]["source_success"] = False
+    assert aggregate(rows)["replay"] == {"episodes": 3, "same_outcome": 2, "different_outcome": [rows[1]["episode_id"]]}
 
 
 SMALL_GRID = """description: two axes, one held-out level

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import mujoco
 import numpy as np
 import pytest
@@ -159,15 +163,18 @@ def test_gymnasium_check_env():
 
 
 def test_registered_env_id():
-    import gymnasium as gym
-
-    from bomb_data.env import register_envs
-
-    register_envs()
-    env = gym.make("bomb_data/GoPlace-v0", config=SMALL, render_images=False)
-    obs, info = env.reset(seed=0)
-    assert obs["state"].shape == (8,)
-    env.close()
+    # as the README says, in a fresh interpreter: the module path form needs no import, and importing
+    # bomb_data.env registers the plain id
+    code = ("import gymnasium as gym\n"
+            "e = gym.make('bomb_data.env:bomb_data/GoPlace-v0', render_images=False)\n"
+            "assert e.reset(seed=0)[0]['state'].shape == (8,)\n"
+            "import bomb_data.env\n"
+            "e = gym.make('bomb_data/GoPlace-v0', render_images=False)\n"
+            "assert e.reset(seed=0)[0]['state'].shape == (8,)\n"
+            "print('ok')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
 
 
 def test_bad_scene_input_is_one_clear_error(state_env):

@@ -121,6 +121,8 @@ def _eval(policy: str, grid: str, k: int, seed: int, workers: int | None, concur
              "latency_ms_mean": summary["latency"]["latency_ms_mean"],
              "overhead_ms_per_step": summary["timing"]["overhead_ms_per_step"],
              "report": str(out / "report.html")}
+    if "replay" in summary:
+        brief["replay_same_outcome"] = f"{summary['replay']['same_outcome']} of {summary['replay']['episodes']}"
     click.echo(json.dumps(brief, indent=2))
 
 

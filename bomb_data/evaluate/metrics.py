@@ -92,7 +92,8 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
         (axis → level → stats; the ``nominal`` level is the nominal cell, or, in grids whose cells
         combine several axes, every cell where that axis is nominal), ``per_intersection``
         (``"NxN"`` → row → col → {n, successes, rate}), ``failure_reasons``, ``error_kinds``,
-        ``latency`` and ``timing``.
+        ``latency`` and ``timing``; for a replay of a store, ``replay``: the episodes whose outcome
+        differs from the one recorded (a determinism check).
     """
     out: dict[str, Any] = {"episodes": len(rows), "overall": _cell_block(rows)}
     out["per_cell"] = {cid: {"axis": rs[0].get("axis"), "level": rs[0].get("level"),
@@ -131,6 +132,11 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if r.get("status") == "error":
             kinds[r.get("error_kind") or "unknown"] += 1
     out["error_kinds"] = dict(sorted(kinds.items()))
+    replayed = [r for r in rows if r.get("status") == "ok" and r.get("source_success") is not None]
+    if replayed:  # replay: policy: each episode should reproduce the outcome recorded in the store
+        differ = [r["episode_id"] for r in replayed if bool(r.get("success")) != bool(r["source_success"])]
+        out["replay"] = {"episodes": len(replayed), "same_outcome": len(replayed) - len(differ),
+                         "different_outcome": differ}
     lat_all = [x for r in rows for x in (r.get("latency_ms") or [])]
     out["latency"] = {
         "policy_calls": len(lat_all),

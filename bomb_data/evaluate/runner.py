@@ -583,4 +583,8 @@ def finalize(out: Path, complete: bool = True, seconds: float | None = None) -> 
     tmp.write_text(json.dumps(summary, indent=2, default=str))
     os.replace(tmp, out / SUMMARY)
     write_report(out / REPORT, summary, rows)
+    differ = (summary.get("replay") or {}).get("different_outcome")
+    if differ:
+        log.warning("%d of %d replayed episodes did not reproduce their recorded outcome (first: %s); "
+                    "see summary.json 'replay'", len(differ), summary["replay"]["episodes"], differ[0])
     return summary
