@@ -114,7 +114,7 @@ class _ImageTimer:
         self.as_jpeg: list[Any] = []  # frames stored as the perturbation's own JPEG file
         self._original = env_mod.perturb_frame
 
-    def __enter__(self) -> "_ImageTimer":
+    def __enter__(self) -> _ImageTimer:
         def timed(img, p, rng):  # noqa: ANN001, ANN202
             t = time.perf_counter()
             out = self._original(img, p, rng)

@@ -57,11 +57,13 @@ def _progress_bar(total: int, desc: str, unit: str, quiet: bool):
               help="Store to write.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="YAML configuration [default: configs/default.yaml].")
-@click.option("--grid", default=None, help="Perturbation grid: a name in configs/grids/ or a YAML path [default: nominal].")
+@click.option("--grid", default=None,
+              help="Perturbation grid: a name in configs/grids/ or a YAML path [default: nominal].")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Root seed [default: 0].")
 @click.option("--image-size", type=click.IntRange(min=16, max=2048), default=None,
               help="Render SIZE x SIZE images [default: 256].")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Local worker processes [default: one per usable core].")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Local worker processes [default: one per usable core].")
 @click.option("--scheduler", default=None, help="Address of an existing Dask scheduler (tcp://host:8786).")
 @click.option("--resume/--overwrite", default=True, show_default=True,
               help="Continue an existing store made by the same configuration, or replace it.")
@@ -144,6 +146,7 @@ def export(fmt: str, store: Path, out: Path | None, overwrite: bool, workers: in
            no_video: bool, layout: str, compression: str, quiet: bool) -> None:
     """Export a store to a training format (rlds, lerobot, hdf5, zarr)."""
     import converters
+
     from ._cpus import default_workers
     from .store import EpisodeStore
 
@@ -206,7 +209,8 @@ def info(store: Path, as_json: bool, thumbnails: Path | None) -> None:
             frames = ep.images("agentview")
             m = ep.meta
             imgs += [frames[0], frames[-1]]
-            labels += [f"{m['episode_index']} {m['cell_id']}", f"{m['target']} {'ok' if m['success'] else m['failure_reason']}"]
+            labels += [f"{m['episode_index']} {m['cell_id']}",
+                       f"{m['target']} {'ok' if m['success'] else m['failure_reason']}"]
         if imgs:
             contact_sheet(imgs, labels, cols=6).save(thumbnails)
         summary["thumbnails"] = str(thumbnails)

@@ -31,7 +31,8 @@ class SimConfig(_Frozen):
     control_hz: float = Field(10.0, gt=0, le=100)
     physics_dt: float = Field(0.004, gt=0, le=0.01)
     max_steps: int = Field(160, ge=10, le=10_000, description="step limit of an episode")
-    shadow_size: int = Field(512, ge=0, le=8192, description="shadow map size when a scene casts shadows; 0 disables shadows")
+    shadow_size: int = Field(512, ge=0, le=8192,
+                             description="shadow map size when a scene casts shadows; 0 disables shadows")
     msaa_samples: int = Field(0, ge=0, le=16, description="multisample anti-aliasing (costs render time)")
     grid_spacing_m: float | None = Field(None, gt=0.01, le=0.1, description="None = fit the board to the workspace")
     max_spacing_m: float = Field(0.05, gt=0.01, le=0.1)
@@ -49,7 +50,8 @@ class ExpertConfig(_Frozen):
     speed_m_s: tuple[float, float] = (0.18, 0.26)
     clearance_m: tuple[float, float] = (0.07, 0.10)
     xy_jitter_m: float = Field(0.001, ge=0, le=0.005)
-    action_noise_std: float = Field(0.0, ge=0, le=0.05, description="noise added to executed actions; labels stay clean")
+    action_noise_std: float = Field(0.0, ge=0, le=0.05,
+                                    description="noise added to executed actions; labels stay clean")
 
 
 class GenerateConfig(_Frozen):
@@ -72,7 +74,7 @@ class BombConfig(_Frozen):
     generate: GenerateConfig = GenerateConfig()
 
     @model_validator(mode="after")
-    def _check(self) -> "BombConfig":
+    def _check(self) -> BombConfig:
         lo, hi = self.expert.speed_m_s
         if not 0 < lo <= hi:
             raise ValueError(f"expert.speed_m_s must be 0 < low <= high, got {self.expert.speed_m_s}")

@@ -1,7 +1,8 @@
 """Gymnasium environment ``bomb_data/GoPlace-v0``: place the named stone on the named intersection.
 
 Observations (dict): ``agentview`` and ``wrist`` uint8 (H, W, 3) upright RGB; ``state`` float32 (8)
-= eef position (3) + eef axis-angle (3, robosuite/LIBERO convention, bomb_data/rotations.py) + finger positions (2); ``eef_pos`` (3), ``eef_quat`` (4,
+= eef position (3) + eef axis-angle (3, robosuite/LIBERO convention, bomb_data/rotations.py) + finger positions (2);
+``eef_pos`` (3), ``eef_quat`` (4,
 w-x-y-z), ``gripper_qpos`` (2), ``joint_pos`` (7), ``joint_vel`` (7); ``instruction`` (text).
 Actions: the canonical 7-D delta end-effector action (docs/conventions.md).
 
@@ -23,10 +24,9 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 from numpy.typing import NDArray
-
-from ._gl import renderer  # (importing _gl sets MUJOCO_GL before mujoco)
 from pydantic import ValidationError
 
+from ._gl import renderer  # (importing _gl sets MUJOCO_GL before mujoco)
 from .config import BombConfig, SimConfig, format_validation_error
 from .errors import ConfigError
 from .params import EpisodeParams
@@ -35,8 +35,7 @@ from .perturb.language import write_instruction
 from .rotations import state8
 from .sim.controller import MAX_DPOS_M, MAX_DROT_RAD, DeltaEEFController
 from .sim.panda import HOME_QPOS
-from .sim.scene import (BOARD_THICKNESS_M, Scene, Structure, apply_appearance, build_scene,
-                        intersection_world)
+from .sim.scene import BOARD_THICKNESS_M, Scene, Structure, apply_appearance, build_scene, intersection_world
 from .task import SuccessChecker, sample_layout
 
 log = logging.getLogger(__name__)
@@ -147,7 +146,8 @@ class GoPlaceEnv(gym.Env):
                               f"given {ps.n_board_stones}")
         # One generator per random quantity, all from the episode seed.
         ss = np.random.SeedSequence(int(self.np_random.integers(0, 2**63 - 1)))
-        r_target, r_layout, r_colors, r_scene, r_robot, r_lang, r_image = (np.random.default_rng(s) for s in ss.spawn(7))
+        r_target, r_layout, r_colors, r_scene, r_robot, r_lang, r_image = (np.random.default_rng(s)
+                                                                           for s in ss.spawn(7))
         self._img_rng = r_image
         self._use_scene(p)
         sc, m, d = self.scene, self.model, self.data
@@ -163,7 +163,8 @@ class GoPlaceEnv(gym.Env):
         colors = [("black", "white")[int(b)] for b in r_colors.integers(0, 2, size=len(cells))]
         apply_appearance(sc, ps, r_scene, colors, self.cfg.image_width / self.cfg.image_height)
         mujoco.mj_resetData(m, d)
-        q0 = HOME_QPOS + r_robot.normal(0, ps.robot_init_noise_rad, size=7) if ps.robot_init_noise_rad > 0 else HOME_QPOS
+        q0 = (HOME_QPOS + r_robot.normal(0, ps.robot_init_noise_rad, size=7) if ps.robot_init_noise_rad > 0
+              else HOME_QPOS)
         self.ctrl.reset(q0, gripper=-1.0)
         g = sc.geom
         zc = BOARD_THICKNESS_M + g.stone_thickness / 2 + 1e-4

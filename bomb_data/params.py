@@ -35,17 +35,23 @@ class SceneParams(_Frozen):
     stone_reflectance: float = Field(0.0, ge=0, le=1)
     n_board_stones: int = Field(3, ge=0, le=360, description="stones already on the board")
     layout: Literal["random", "clustered", "line"] = "random"
-    active_stone_offset_m: tuple[float, float] = Field((0.0, 0.0), description="offset of the active stone in the supply tray (x, y)")
+    active_stone_offset_m: tuple[float, float] = Field((0.0, 0.0),
+                                                       description="offset of the active stone in the supply tray "
+                                                                   "(x, y)")
     camera_fovy_deg: float = Field(35.0, gt=5, lt=120)
-    camera_azimuth_deg: float = Field(0.0, ge=-90, le=90, description="agentview azimuth about the board centre; 0 = behind the board facing the robot")
+    camera_azimuth_deg: float = Field(0.0, ge=-90, le=90,
+                                      description="agentview azimuth about the board centre; "
+                                                  "0 = behind the board facing the robot")
     camera_elevation_deg: float = Field(70.0, ge=10, le=89, description="agentview elevation above the table plane")
-    camera_distance_scale: float = Field(1.0, gt=0.3, le=3, description="agentview distance relative to the nominal fit")
+    camera_distance_scale: float = Field(1.0, gt=0.3, le=3,
+                                         description="agentview distance relative to the nominal fit")
     light_azimuth_deg: float = 30.0
     light_elevation_deg: float = Field(60.0, ge=5, le=90)
     light_intensity: float = Field(0.8, ge=0, le=2)
     n_lights: int = Field(1, ge=1, le=4)
     shadows: bool = Field(False, description="cast shadows from the key light (doubles software render time)")
-    robot_init_noise_rad: float = Field(0.0, ge=0, le=0.5, description="std of Gaussian noise on the initial arm joints")
+    robot_init_noise_rad: float = Field(0.0, ge=0, le=0.5,
+                                        description="std of Gaussian noise on the initial arm joints")
     n_distractors: int = Field(0, ge=0, le=8, description="distractor objects on the table")
     board_offset_m: tuple[float, float] = Field((0.0, 0.0), description="board displacement on the table (x, y)")
     board_yaw_deg: float = Field(0.0, ge=-30, le=30)

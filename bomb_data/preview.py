@@ -42,10 +42,11 @@ def write_video(frames: list[NDArray[np.uint8]], path: Path, fps: float) -> None
 
 def write_preview(cfg: BombConfig, out: Path, grid: str = "nominal", n: int = 8, seed: int = 0) -> list[Path]:
     """Contact sheet of ``n`` reset scenes (agentview and wrist) and an MP4/GIF of one expert episode."""
+    from scripted_policies import PickPlaceExpert
+
     from .env import GoPlaceEnv
     from .perturb.grid import load_grid
     from .rollout import episode_seed
-    from scripted_policies import PickPlaceExpert
 
     g = load_grid(grid)
     out.mkdir(parents=True, exist_ok=True)

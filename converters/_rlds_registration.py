@@ -37,9 +37,9 @@ tfds.builder_from_directory; its `--data_mix` is then "{name}".
 
 Gripper sign table (last action dimension):
 
-    meaning   stored in {name} (= LIBERO raw)   after {name}_dataset_transform (OpenVLA target)   at eval: 2x-1, then x(-1)
-    open          -1                                  1                                              -1 (open)
-    closed        +1                                  0                                              +1 (closed)
+    meaning   in {name} (LIBERO raw)   after {name}_dataset_transform (OpenVLA target)   at eval: 2x-1, x(-1)
+    open          -1                          1                                              -1 (open)
+    closed        +1                          0                                              +1 (closed)
 
 OpenVLA leaves the gripper dimension un-normalized and expects it in [0, 1] with 1 = open; its LIBERO
 evaluation maps a prediction back with normalize_gripper_action (2x - 1, binarized) followed by

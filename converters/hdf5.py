@@ -37,9 +37,20 @@ from numpy.typing import NDArray
 from bomb_data.errors import ExportError
 
 from . import check_out_apart, holds
-from ._hdf5_common import (gripper_command01, gripper_open01, is_hdf5, meta_attrs, open_store, ordered_map,
-                           provenance, quat_to_axis_angle, resize_frames, select_episodes, staged_path,
-                           tree_bytes)
+from ._hdf5_common import (
+    gripper_command01,
+    gripper_open01,
+    is_hdf5,
+    meta_attrs,
+    open_store,
+    ordered_map,
+    provenance,
+    quat_to_axis_angle,
+    resize_frames,
+    select_episodes,
+    staged_path,
+    tree_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +243,8 @@ def _export_robomimic(store: Any, indices: list[int], out: Path, overwrite: bool
                     g.attrs[k] = v
                 split = ep["meta"].get("split", "train")
                 if split not in split_to_mask:
-                    raise ExportError(f"episode {ep['index']} has unknown split {split!r}; expected train, val or heldout")
+                    raise ExportError(f"episode {ep['index']} has unknown split {split!r}; "
+                                      "expected train, val or heldout")
                 masks[split_to_mask[split]].append(name)
                 total += ep["length"]
                 if progress is not None:
@@ -356,7 +368,8 @@ def robotwin_arrays(ep: Any) -> dict[str, NDArray[np.float64]]:
     q = np.asarray(ep["joint_pos"], np.float64)
     tq = np.asarray(ep["target_joint_pos"], np.float64)
     arm = np.concatenate([q[:1], tq[:-1]], axis=0)
-    g = np.concatenate([gripper_open01(ep["gripper_qpos"][:1]), gripper_command01(ep["action"])[:-1]]).astype(np.float64)
+    g = np.concatenate([gripper_open01(ep["gripper_qpos"][:1]),
+                        gripper_command01(ep["action"])[:-1]]).astype(np.float64)
     pose = np.concatenate([ep["eef_pos"], ep["eef_quat"]], axis=1).astype(np.float64)
     return {"right_arm": arm, "right_gripper": g, "vector": np.concatenate([arm, g[:, None]], axis=1),
             "right_endpose": pose}

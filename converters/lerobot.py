@@ -49,9 +49,9 @@ from bomb_data._cpus import usable_cpus
 from bomb_data.errors import ExportError
 from bomb_data.schema import CAMERAS, FEATURES_BY_KEY
 
-from . import check_out_apart, check_replaceable, holds
 from . import _lerobot_stats as st
 from . import _lerobot_video as vid
+from . import check_out_apart, check_replaceable, holds
 
 logger = logging.getLogger(__name__)
 

@@ -40,8 +40,17 @@ from bomb_data.store import EpisodeStore
 
 from . import check_out_apart, check_replaceable
 from ._rlds_registration import registration_source
-from ._rlds_spec import (ACTION_SPACES, DATASET_NAME, VERSION, description_text, episode_arrays, feature_specs,
-                         heldout_cells, plan_splits, quat_wxyz_to_axisangle_robosuite)
+from ._rlds_spec import (
+    ACTION_SPACES,
+    DATASET_NAME,
+    VERSION,
+    description_text,
+    episode_arrays,
+    feature_specs,
+    heldout_cells,
+    plan_splits,
+    quat_wxyz_to_axisangle_robosuite,
+)
 from ._rlds_tfrecord import encode_example, shard_filename, write_metadata, write_record
 
 __all__ = ["DATASET_NAME", "VERSION", "export", "quat_wxyz_to_axisangle_robosuite"]
@@ -265,7 +274,8 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
             "data_dir": str(out / DATASET_NAME / VERSION), "registration": str(out / REGISTRATION_FILE),
             "store": str(store_path), "store_config_hash": store.description.get("config_hash"),
             "episodes": sum(s["episodes"] for s in splits.values()), "frames": frames,
-            "splits": {k: {kk: v[kk] for kk in ("episodes", "frames", "shards", "num_bytes")} for k, v in splits.items()},
+            "splits": {k: {kk: v[kk] for kk in ("episodes", "frames", "shards", "num_bytes")}
+                       for k, v in splits.items()},
             "bytes": sum(s["num_bytes"] for s in splits.values()), "seconds": round(seconds, 3),
             "frames_per_second": round(frames / seconds, 1) if seconds > 0 else None,
             "workers": workers, "image_size": list(image_hw), "jpeg_pass_through": image_size is None,

@@ -33,8 +33,7 @@ from bomb_data.errors import ExportError
 from bomb_data.rotations import state8
 
 from . import check_out_apart
-from ._hdf5_common import (open_store, ordered_map, provenance, resize_frames,
-                           select_episodes, staged_path, tree_bytes)
+from ._hdf5_common import open_store, ordered_map, provenance, resize_frames, select_episodes, staged_path, tree_bytes
 
 log = logging.getLogger(__name__)
 

@@ -101,7 +101,8 @@ def test_expert_reaches_95_percent_on_default_grid_with_dask(tmp_path: Path):
 
 def test_video_frame_captions_leave_camera_pixels_untouched():
     rng = np.random.default_rng(0)
-    obs = {"agentview": rng.integers(0, 256, (64, 64, 3), np.uint8), "wrist": rng.integers(0, 256, (64, 64, 3), np.uint8)}
+    obs = {"agentview": rng.integers(0, 256, (64, 64, 3), np.uint8),
+           "wrist": rng.integers(0, 256, (64, 64, 3), np.uint8)}
     seen = [rng.integers(0, 256, (32, 32, 3), np.uint8)]
     f = _video_frame(obs, seen, ["image"], "step 3   place the black stone at row 3, column 4")
     assert f.shape == (64 + 2 * CAPTION_PX, 64 * 3, 3)
@@ -180,7 +181,8 @@ def test_resume_after_interrupt_and_report_matches_results(tmp_path: Path):
     page = (out / "report.html").read_text()
     table = {}
     for m in re.finditer(r"<tr data-cell='([^']+)'>(.*?)</tr>", page):
-        table[m.group(1)] = {k: v for k, v in re.findall(r"data-key='(\w+)'(?: data-value='[^']*')?>([^<]*)<", m.group(2))}
+        table[m.group(1)] = {k: v for k, v in re.findall(r"data-key='(\w+)'(?: data-value='[^']*')?>([^<]*)<",
+                                                         m.group(2))}
     cells = {}
     for r in rows:
         cells.setdefault(r["cell_id"], []).append(r)

@@ -24,7 +24,8 @@ def small_cfg(max_steps: int | None = None):
 
 
 def key_rows(out: Path) -> list[tuple]:
-    return [(r["episode_id"], r["seed"], r["status"], r["success"], r["steps"]) for r in read_results(out / "results.jsonl")]
+    return [(r["episode_id"], r["seed"], r["status"], r["success"], r["steps"])
+            for r in read_results(out / "results.jsonl")]
 
 
 @pytest.fixture(scope="module")

@@ -127,7 +127,8 @@ def test_robomimic_lzf_resized_single_worker(tiny_store: Path, tmp_path: Path):
     store = EpisodeStore(tiny_store)
     f_path = tmp_path / "small.hdf5"  # a path ending in .hdf5 is the file itself
     s = hdf5.export(tiny_store, f_path, workers=1, image_size=16, compression="lzf")
-    assert s["output"] == str(f_path) and s["frames"] == sum(store.episode(i).length for i in store.select(success=True))
+    assert s["output"] == str(f_path) and s["frames"] == sum(store.episode(i).length
+                                                             for i in store.select(success=True))
     with h5py.File(f_path, "r") as f:
         g = f["data/demo_0"]
         ep = store.episode(int(g.attrs["store_index"]))
@@ -275,7 +276,8 @@ def test_interrupted_export_leaves_nothing_that_looks_complete(tiny_store: Path,
 def test_cli_errors_are_one_line(tiny_store: Path, tmp_path: Path, run_cli):
     p = run_cli("export", "--format", "hdf5", "--store", str(tmp_path / "missing"), "--out", str(tmp_path / "o"))
     assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "no store" in p.stderr
-    p = run_cli("export", "--format", "hdf5", "--layout", "bogus", "--store", str(tiny_store), "--out", str(tmp_path / "o"))
+    p = run_cli("export", "--format", "hdf5", "--layout", "bogus", "--store", str(tiny_store),
+                "--out", str(tmp_path / "o"))
     assert p.returncode == 2 and "bogus" in p.stderr
     out = tmp_path / "cli"
     run_cli("export", "--format", "hdf5", "--store", str(tiny_store), "--out", str(out), "-q", "--workers", "1",

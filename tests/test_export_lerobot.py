@@ -379,7 +379,8 @@ def test_real_lerobot_loader(exports: dict[str, Path], tiny_store: Path, env: st
     assert [e["store_index"] for e in got["episodes"]] == idx
     # frame columns: state/action exact, timestamps, indices
     cols = got["columns"]
-    np.testing.assert_array_equal(np.asarray(cols[keys["action"]], np.float32), np.concatenate([e["action"] for e in eps]))
+    np.testing.assert_array_equal(np.asarray(cols[keys["action"]], np.float32),
+                                  np.concatenate([e["action"] for e in eps]))
     state = np.concatenate([lr.libero_state(e["eef_pos"], e["eef_quat"], e["gripper_qpos"]) for e in eps])
     np.testing.assert_array_equal(np.asarray(cols[keys["state"]], np.float32), state)
     fi = np.concatenate([np.arange(n) for n in lengths])

@@ -237,7 +237,8 @@ def _compare_dump(dump: dict, store: EpisodeStore, npz: Path, *, image_hw=None, 
                  "action": {"shape": [adim], "dtype": "float32"},
                  "discount": {"shape": [], "dtype": "float32"}, "reward": {"shape": [], "dtype": "float32"},
                  "is_first": {"shape": [], "dtype": "bool"}, "is_last": {"shape": [], "dtype": "bool"},
-                 "is_terminal": {"shape": [], "dtype": "bool"}, "language_instruction": {"shape": [], "dtype": "string"}}
+                 "is_terminal": {"shape": [], "dtype": "bool"},
+                 "language_instruction": {"shape": [], "dtype": "string"}}
     images = np.load(npz)
     for split, idx in groups.items():
         for i in idx:
@@ -306,7 +307,8 @@ def side_checks(tiny_store: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     # tensorflow-datasets 4.9.10 imports apache_beam at start-up (not a declared dependency), so
     # the CLI of 4.9.3 (openvla_pins) runs it; the builder itself is checked in both envs above.
     tfds_cli = SIDE_ENVS / "openvla_pins" / "bin" / "tfds"
-    build = subprocess.run([str(tfds_cli), "build", "--manual_dir", str(tiny_store), "--data_dir", str(work / "tfdsbuild")],
+    build = subprocess.run([str(tfds_cli), "build", "--manual_dir", str(tiny_store),
+                            "--data_dir", str(work / "tfdsbuild")],
                            cwd=REPO / "builders" / "bomb_go", capture_output=True, text=True, env=env, timeout=600)
     results = {"work": work, "tfds_build": build}
     for name, p in procs.items():

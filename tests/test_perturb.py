@@ -14,8 +14,14 @@ from bomb_data.params import EpisodeParams, ImageParams, LanguageParams
 from bomb_data.perturb.axes import AXES, get_axis
 from bomb_data.perturb.grid import GRIDS_DIR, changes, grid_from_dict, list_grids, load_grid
 from bomb_data.perturb.image import apply_image_params
-from bomb_data.perturb.language import (GO_LETTERS, go_coordinate, infer_convention, load_templates, parse_target,
-                                        write_instruction)
+from bomb_data.perturb.language import (
+    GO_LETTERS,
+    go_coordinate,
+    infer_convention,
+    load_templates,
+    parse_target,
+    write_instruction,
+)
 
 SHIPPED = ("nominal", "study", "ablation", "randomized")
 

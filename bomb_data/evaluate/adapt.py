@@ -52,10 +52,12 @@ class AdapterConfig(BaseModel):
     prompt_template: str = Field("{instruction}", description="text sent = template with {instruction}")
     lowercase: bool = False
     extra: dict[str, Any] = Field(default_factory=dict, description="constant keys added to every observation")
-    send_privileged: bool = Field(False, description="add bomb/privileged, bomb/seed, bomb/step (expert behind a server)")
+    send_privileged: bool = Field(False,
+                                  description="add bomb/privileged, bomb/seed, bomb/step (expert behind a server)")
     gripper: GripperMode = "canonical"
     binarize_gripper: bool = False
-    replan_steps: int | None = Field(None, ge=1, description="actions of a chunk executed before re-asking (None = all)")
+    replan_steps: int | None = Field(None, ge=1,
+                                     description="actions of a chunk executed before re-asking (None = all)")
     settle_steps: int = Field(0, ge=0, le=100, description="no-op steps (gripper open) before the policy acts")
     action_scale: float = Field(1.0, gt=0, description="multiply translation and rotation deltas")
 

@@ -28,7 +28,8 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
 @click.option("--policy", required=True,
               help="expert | random | noop | replay:STORE | python:module:factory | openpi://HOST:PORT | "
                    "openvla://HOST:PORT | openvla-oft://HOST:PORT")
-@click.option("--grid", default="nominal", show_default=True, help="Perturbation grid: name in configs/grids/ or YAML path.")
+@click.option("--grid", default="nominal", show_default=True,
+              help="Perturbation grid: name in configs/grids/ or YAML path.")
 @click.option("--episodes-per-cell", "k", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Root seed of the episodes.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
@@ -36,25 +37,31 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
 @click.option("--concurrency", type=click.IntRange(min=1), default=2, show_default=True,
               help="Remote policies: concurrent clients (episodes in flight) against the one server.")
 @click.option("--scheduler", default=None, help="Address of an existing Dask scheduler.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output directory [default: data/eval/<policy>].")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output directory [default: data/eval/<policy>].")
 @click.option("--overwrite", is_flag=True, help="Discard earlier results in --out instead of resuming.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="YAML configuration [default: configs/default.yaml].")
 @click.option("--image-size", "render_size", type=click.IntRange(min=16, max=2048), default=None,
               help="Render SIZE x SIZE images [default: from the config, 256].")
-@click.option("--max-steps", type=click.IntRange(min=10), default=None, help="Step limit of an episode [default: config].")
+@click.option("--max-steps", type=click.IntRange(min=10), default=None,
+              help="Step limit of an episode [default: config].")
 @click.option("--policy-image-size", type=click.IntRange(min=8, max=2048), default=None,
               help="Resize images sent to the policy [default: 224 for openpi/openvla, as rendered otherwise].")
-@click.option("--resize-mode", type=click.Choice(["pad", "stretch"]), default=None, help="How to resize (pad = openpi).")
+@click.option("--resize-mode", type=click.Choice(["pad", "stretch"]), default=None,
+              help="How to resize (pad = openpi).")
 @click.option("--center-crop", type=click.FloatRange(0.1, 1.0), default=None,
               help="Crop this area fraction at the centre first (OpenVLA center_crop: 0.9).")
 @click.option("--flip-180", is_flag=True, default=None, help="Rotate images 180 degrees (LIBERO-trained models).")
-@click.option("--image-keys", default=None, help="CAMERA=KEY pairs, e.g. agentview=observation/image,wrist=observation/wrist_image.")
+@click.option("--image-keys", default=None,
+              help="CAMERA=KEY pairs, e.g. agentview=observation/image,wrist=observation/wrist_image.")
 @click.option("--state-key", default=None, help="Key of the state vector ('' to send none).")
-@click.option("--state-layout", type=click.Choice(["eef_axisangle_fingers", "eef_quat_fingers", "joints_fingers", "none"]),
+@click.option("--state-layout",
+              type=click.Choice(["eef_axisangle_fingers", "eef_quat_fingers", "joints_fingers", "none"]),
               default=None, help="State vector layout [default: eef_axisangle_fingers, 8-D as LIBERO].")
 @click.option("--prompt-key", default=None, help="Key of the instruction text (openpi: prompt).")
-@click.option("--prompt-template", default=None, help="Text sent, with {instruction} (e.g. 'In: What action ... {instruction}?').")
+@click.option("--prompt-template", default=None,
+              help="Text sent, with {instruction} (e.g. 'In: What action ... {instruction}?').")
 @click.option("--gripper", type=click.Choice(["canonical", "openvla", "close01", "inverted"]), default=None,
               help="Gripper convention of the policy's output (see docs/evaluation.md).")
 @click.option("--binarize-gripper/--no-binarize-gripper", default=None, help="Snap the gripper to -1/+1.")

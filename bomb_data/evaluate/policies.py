@@ -290,7 +290,8 @@ class OpenPIPolicy:
         self.client.close()
 
     def describe(self) -> dict[str, Any]:
-        meta = {str(k): v for k, v in self.client.metadata.items() if isinstance(v, (str, int, float, bool, list, dict))}
+        meta = {str(k): v for k, v in self.client.metadata.items()
+                if isinstance(v, (str, int, float, bool, list, dict))}
         return {"kind": "openpi", "uri": self.client.uri, "server_metadata": meta}
 
 

@@ -133,7 +133,8 @@ def svg_histogram(title: str, values: list[float], unit: str, width: int = 420, 
             parts.append(f'<rect x="{L + i * bw:.1f}" y="{T + ph - bh_:.1f}" width="{bw - 1:.1f}" height="{bh_:.1f}" '
                          f'fill="#2ca02c"><title>{edges[i]:.1f}–{edges[i + 1]:.1f} {unit}: {c}</title></rect>')
         parts.append(f'<text x="{L}" y="{height - 8}" font-size="10">{edges[0]:.1f}</text>'
-                     f'<text x="{L + pw}" y="{height - 8}" font-size="10" text-anchor="end">{edges[-1]:.1f} {unit}</text>'
+                     f'<text x="{L + pw}" y="{height - 8}" font-size="10" text-anchor="end">'
+                     f'{edges[-1]:.1f} {unit}</text>'
                      f'<text x="{L - 4}" y="{T + 8}" font-size="10" text-anchor="end">{top}</text>')
     else:
         parts.append('<text x="0" y="34" font-size="11">no completed episodes</text>')
@@ -153,7 +154,8 @@ def render_html(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     lat, tim = summary.get("latency", {}), summary.get("timing", {})
     grid = summary.get("grid") or {}
     h: list[str] = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
-                    f"<title>bomb-data eval: {_E(str(summary.get('policy')))}</title><style>{_CSS}</style></head><body>",
+                    f"<title>bomb-data eval: {_E(str(summary.get('policy')))}</title>"
+                    f"<style>{_CSS}</style></head><body>",
                     f"<h1>Closed-loop evaluation of <code>{_E(str(summary.get('policy')))}</code></h1>"]
     if not summary.get("complete"):
         h.append(f"<p class='warn'>Partial results: {summary['episodes']} of {summary.get('episodes_planned')} "

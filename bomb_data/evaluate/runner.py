@@ -164,7 +164,8 @@ def run_episode(env: Any, policy: Any, adapter: AdapterConfig, ep: EpisodeSpec, 
         policy.reset(EpisodeStart(ep.episode_id, ep.seed, info["instruction"], ep.source_index))
         while not done:
             if not queue:
-                pobs = adapt_observation(obs, adapter, privileged=info["privileged"] if adapter.send_privileged else None,
+                pobs = adapt_observation(obs, adapter,
+                                         privileged=info["privileged"] if adapter.send_privileged else None,
                                          seed=ep.seed, step=steps)
                 t0 = time.perf_counter()
                 raw = policy.act(pobs)
@@ -187,7 +188,8 @@ def run_episode(env: Any, policy: Any, adapter: AdapterConfig, ep: EpisodeSpec, 
     loop_s = time.perf_counter() - t_loop
     pol_s = sum(latencies) / 1000
     if row["status"] == "ok":
-        row.update(success=bool(info["success"]), failure_reason=None if info["success"] else info.get("failure_reason"))
+        row.update(success=bool(info["success"]),
+                   failure_reason=None if info["success"] else info.get("failure_reason"))
     err_m = float(info["placement_error_m"])
     row.update(
         placement_error_mm=round(err_m * 1000, 3),
@@ -424,7 +426,8 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
         episodes = grid_episodes(g, episodes_per_cell, seed, videos_per_cell)
         grid_desc = {"name": g.name, "hash": g.hash, "cells": len(g.cells())}
     if adapter and adapter.get("settle_steps"):
-        cfg = cfg.model_copy(update={"sim": cfg.sim.model_copy(update={"max_steps": cfg.sim.max_steps + acfg.settle_steps})})
+        cfg = cfg.model_copy(update={"sim": cfg.sim.model_copy(
+            update={"max_steps": cfg.sim.max_steps + acfg.settle_steps})})
     # Check the policy before starting anything: unreachable servers and bad modules fail here.
     probe = None
     if spec.kind != "python" or (workers or 1) == 1:
@@ -511,7 +514,8 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
     return summary
 
 
-def _run_local(run: RunSettings, todo: list[EpisodeSpec], policy: Any, finished: Callable[[dict[str, Any]], None]) -> None:
+def _run_local(run: RunSettings, todo: list[EpisodeSpec], policy: Any,
+               finished: Callable[[dict[str, Any]], None]) -> None:
     from ..env import GoPlaceEnv
 
     if policy is None:

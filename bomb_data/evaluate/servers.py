@@ -166,7 +166,7 @@ class OpenPIServer:
                 ws.close()
                 return
 
-    def start(self) -> "OpenPIServer":
+    def start(self) -> OpenPIServer:
         self._thread.start()
         return self
 
@@ -174,7 +174,7 @@ class OpenPIServer:
         self._server.shutdown()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "OpenPIServer":
+    def __enter__(self) -> OpenPIServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -235,7 +235,7 @@ class OpenVLAServer:
         self.host, self.port = host, self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True, name="openvla-server")
 
-    def start(self) -> "OpenVLAServer":
+    def start(self) -> OpenVLAServer:
         self._thread.start()
         return self
 
@@ -244,7 +244,7 @@ class OpenVLAServer:
         self._httpd.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "OpenVLAServer":
+    def __enter__(self) -> OpenVLAServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

@@ -203,7 +203,8 @@ class Grid:
     def _content_hash(self) -> str:
         content: dict[str, Any] = {
             "mode": self.spec.mode,
-            "axes": [[a, [[lv.id, _to_jsonable(lv.value), lv.heldout] for lv in lvs]] for a, lvs in self.levels.items()],
+            "axes": [[a, [[lv.id, _to_jsonable(lv.value), lv.heldout] for lv in lvs]]
+                     for a, lvs in self.levels.items()],
         }
         if self.spec.mode == "full":
             content["max_cells"] = self.spec.max_cells

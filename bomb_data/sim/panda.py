@@ -18,8 +18,9 @@ import numpy as np
 from .. import _gl  # noqa: F401
 
 N_ARM_JOINTS = 7
-# A ready pose with the gripper pointing down above the workspace (rad).
-HOME_QPOS = np.array([-0.18, -0.629, -0.349, -2.71, -0.234, 0.528, -0.346])  # grasp site at (0.30, -0.18, 0.30), pointing down, beside the board
+# A ready pose with the gripper pointing down above the workspace (rad): grasp site at (0.30, -0.18, 0.30),
+# pointing down, beside the board.
+HOME_QPOS = np.array([-0.18, -0.629, -0.349, -2.71, -0.234, 0.528, -0.346])
 FINGER_OPEN_MAX_M = 0.04
 # Grasp site: between the finger pads, in the hand frame (m).
 GRASP_SITE_Z = 0.1034
@@ -143,7 +144,8 @@ def add_panda(spec: mujoco.MjSpec, robot_contype: int, robot_conaffinity: int) -
         # Pad: the part that touches a stone (inner face at 1 mm from the closed centre plane).
         f.add_geom(name=f"pad_{side}", type=mujoco.mjtGeom.mjGEOM_BOX, size=[0.009, 0.004, 0.011],
                    pos=[0, sign * 0.005, 0.045], contype=robot_contype, conaffinity=robot_conaffinity,
-                   group=3, friction=[1.5, 0.02, 0.002], condim=4, solref=[0.004, 1], solimp=[0.95, 0.99, 0.001, 0.5, 2],
+                   group=3, friction=[1.5, 0.02, 0.002], condim=4, solref=[0.004, 1],
+                   solimp=[0.95, 0.99, 0.001, 0.5, 2],
                    rgba=[0, 1, 0, 0.3])
         # Rest of the finger (above the pad) so the finger cannot pass through stones.
         f.add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, size=[0.009, 0.006, 0.012], pos=[0, sign * 0.009, 0.014],

@@ -50,7 +50,7 @@ class Structure:
     n_lights: int
 
     @classmethod
-    def of(cls, p: SceneParams) -> "Structure":
+    def of(cls, p: SceneParams) -> Structure:
         return cls(p.board_size, p.n_board_stones, p.table_texture, p.n_distractors, p.n_lights)
 
 
@@ -65,7 +65,7 @@ class BoardGeometry:
     half_extent: float
 
     @classmethod
-    def of(cls, n: int, cfg: SimConfig) -> "BoardGeometry":
+    def of(cls, n: int, cfg: SimConfig) -> BoardGeometry:
         s = cfg.grid_spacing_m or min(cfg.max_spacing_m, cfg.max_grid_extent_m / (n - 1))
         d = cfg.stone_diameter_ratio * s
         return cls(n, s, d, cfg.stone_thickness_ratio * d, (n - 1) / 2 * s + 0.7 * s + 0.012)

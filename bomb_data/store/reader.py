@@ -30,7 +30,7 @@ class Episode:
         start, stop: its step range in the time-major ``data/`` arrays.
     """
 
-    def __init__(self, store: "EpisodeStore", index: int, start: int, stop: int, meta: dict[str, Any]):
+    def __init__(self, store: EpisodeStore, index: int, start: int, stop: int, meta: dict[str, Any]):
         self._store = store
         self.index = index
         self.start = start

@@ -82,7 +82,7 @@ class StoreWriter:
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
-    def open(cls, root: str | Path, description: dict[str, Any], mode: str = "resume") -> "StoreWriter":
+    def open(cls, root: str | Path, description: dict[str, Any], mode: str = "resume") -> StoreWriter:
         root = Path(root)
         if mode not in ("create", "resume", "overwrite"):
             raise ValueError(f"mode must be create, resume or overwrite, got {mode!r}")
@@ -282,7 +282,7 @@ class StoreWriter:
     def close(self) -> None:
         (self.root / LOCK_FILE).unlink(missing_ok=True)
 
-    def __enter__(self) -> "StoreWriter":
+    def __enter__(self) -> StoreWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

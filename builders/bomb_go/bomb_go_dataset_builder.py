@@ -21,15 +21,25 @@ module only maps them onto ``tfds.features``. Nothing is downloaded.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from bomb_data.store import EpisodeStore
-from converters._rlds_spec import (ACTION_SPACES, DEFAULT_IMAGE_SIZE, RELEASE_NOTES, VERSION, FeatureSpec,
-                                   description_text, episode_arrays, feature_specs, plan_splits)
+from converters._rlds_spec import (
+    ACTION_SPACES,
+    DEFAULT_IMAGE_SIZE,
+    RELEASE_NOTES,
+    VERSION,
+    FeatureSpec,
+    description_text,
+    episode_arrays,
+    feature_specs,
+    plan_splits,
+)
 
 
 @dataclasses.dataclass(eq=False)

@@ -3,9 +3,11 @@
 Runs inside a side environment (tfds_current or openvla_pins), called by tests/test_export_rlds.py:
 
     python check_rlds.py from_directory DATA_DIR NPZ      # tfds.builder_from_directory (SpatialVLA's path)
-    python check_rlds.py imported ROOT NPZ                # import builders.bomb_go; tfds.builder("bomb_go", data_dir=ROOT)
+    python check_rlds.py imported ROOT NPZ                # import builders.bomb_go;
+                                                          # tfds.builder("bomb_go", data_dir=ROOT)
     python check_rlds.py build STORE WORKDIR NPZ          # the imported builder converts STORE itself
-    python check_rlds.py openvla ROOT                     # OpenVLA's loading path: trajectories, transform, frames, chunks
+    python check_rlds.py openvla ROOT                     # OpenVLA's loading path: trajectories, transform,
+                                                          # frames, chunks
     python check_rlds.py all ROOT STORE WORKDIR NPZPREFIX [ROOT2 ...]  # all in one process (one tensorflow start-up)
 
 The JSON on stdout holds, per split and episode, the decoded values (actions, states, flags, text,
@@ -33,9 +35,9 @@ IMAGE_KEYS = ("image", "wrist_image")
 def _versions() -> dict:
     out = {"tensorflow": tf.__version__, "tensorflow_datasets": tfds.__version__, "numpy": np.__version__}
     try:
-        import rlds  # noqa: F401
-
         from importlib.metadata import version
+
+        import rlds  # noqa: F401
 
         out["rlds"] = version("rlds")
     except Exception as exc:  # rlds imports reverb, which fails against recent tensorflow
@@ -193,7 +195,6 @@ def main(argv: list[str]) -> dict:
         return dump(tfds.builder("bomb_go", data_dir=argv[1]), argv[2])
     if mode == "build":
         import builders.bomb_go  # noqa: F401
-
         from builders.bomb_go import BombGoConfig
 
         b = tfds.builder("bomb_go", data_dir=argv[2], config=BombGoConfig(name="fromstore", store=argv[1]))

@@ -17,7 +17,6 @@ import json
 import sys
 
 import numpy as np
-
 import robomimic
 import robomimic.utils.obs_utils as ObsUtils
 from robomimic.utils.dataset import SequenceDataset

@@ -58,7 +58,7 @@ class OpenVLARestClient:
         except urllib.error.HTTPError as exc:
             kind = "disconnected" if exc.code >= 500 else "server_error"
             raise PolicyFailure(kind, f"{self.url} answered HTTP {exc.code} {exc.reason}") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise PolicyFailure("timeout", f"{self.url} did not answer within {self.timeout_s:g} s") from None
         except urllib.error.URLError as exc:
             reason = exc.reason
