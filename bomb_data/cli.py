@@ -131,8 +131,9 @@ def preview(out: Path, grid: str, n: int, seed: int, config_path: Path | None) -
               help="rlds: canonical 7-D delta EEF action, or BOMB's original 4-D [dx, dy, dz, gripper].")
 @click.option("--lerobot-version", type=click.Choice(["v3.0", "v2.1"]), default="v3.0", show_default=True,
               help="lerobot: dataset format version (v2.1 for openpi and lerobot <= 0.3).")
-@click.option("--preset", type=click.Choice(["lerobot", "openpi"]), default=None,
-              help="lerobot: feature names [default: lerobot for v3.0, openpi for v2.1].")
+@click.option("--preset", default=None, metavar="lerobot|openpi|FILE",
+              help="lerobot: feature names, or a JSON/YAML file mapping sources (agentview, wrist, state, "
+                   "action) to keys, over the version's default [default: lerobot for v3.0, openpi for v2.1].")
 @click.option("--codec", type=click.Choice(["av1", "h264"]), default="av1", show_default=True,
               help="lerobot: video codec.")
 @click.option("--no-video", is_flag=True, help="lerobot: store images in parquet instead of MP4 videos.")

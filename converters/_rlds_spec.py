@@ -4,7 +4,7 @@ One declaration serves both writers: the native exporter (``converters.rlds``, T
 without tensorflow) and the TFDS builder (``builders/bomb_go``), which turns the same
 :class:`FeatureSpec` list into ``tfds.features`` and the same :func:`episode_arrays` output into
 its examples. Layout and names follow the LIBERO RLDS datasets OpenVLA was finetuned on
-(DESIGN.md §5).
+(docs/formats/rlds.md).
 """
 
 from __future__ import annotations

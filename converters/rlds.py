@@ -204,7 +204,7 @@ def _drain(queue: Any, progress: Callable[[int], None] | None) -> None:
 def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int = 1,
            progress: Callable[[int], None] | None = None, image_size: int | None = None,
            include_failures: bool = False, action_space: str = "canonical") -> dict[str, Any]:
-    """Export a store as the RLDS/TFDS dataset ``bomb_go`` (DESIGN.md §5, docs/formats/rlds.md).
+    """Export a store as the RLDS/TFDS dataset ``bomb_go`` (docs/formats/rlds.md).
 
     Args:
         store_path: the bomb-data store to read.

@@ -315,6 +315,26 @@ def test_cli_bad_input_one_line(run_cli, tiny_store: Path, tmp_path: Path) -> No
     assert p.returncode != 0 and len(lines) == 1 and "--overwrite" in lines[0] and "Traceback" not in p.stderr
 
 
+def test_cli_preset_file(run_cli, tiny_store: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("agentview: image\ndepth: observation.depth\n")
+    for preset, said in ((str(bad), "unknown key(s) ['depth']"), ("pi0", "unknown lerobot preset 'pi0'"),
+                         (str(tmp_path / "none.json"), "does not exist")):
+        p = run_cli("export", "--format", "lerobot", "--store", str(tiny_store), "--out", str(tmp_path / "o"),
+                    "--preset", preset, "-q")
+        lines = [x for x in p.stderr.strip().splitlines() if x.strip()]
+        assert p.returncode == 2 and len(lines) == 1 and said in lines[0] and "Traceback" not in p.stderr, p.stderr
+        assert not (tmp_path / "o").exists()
+    good = tmp_path / "good.json"
+    good.write_text('{"agentview": "observation.images.base_0_rgb"}')  # over the v3.0 default, lerobot
+    p = run_cli("export", "--format", "lerobot", "--store", str(tiny_store), "--out", str(tmp_path / "o"),
+                "--preset", str(good), "--no-video", "-q")
+    assert p.returncode == 0, p.stderr
+    feats = json.loads((tmp_path / "o" / "meta" / "info.json").read_text())["features"]
+    assert "observation.images.base_0_rgb" in feats and "observation.images.wrist" in feats
+    assert "observation.images.agentview" not in feats
+
+
 def test_interrupted_export_never_looks_complete(tiny_store: Path, tmp_path: Path) -> None:
     out = tmp_path / "cut"
     calls = []
