@@ -21,14 +21,13 @@ from scripted_policies import PickPlaceExpert
 
 SIZE = 64
 SEED = 3
-# Scene fields whose change is not visible in either camera at reset (reported on the issue):
-# MuJoCo draws reflections on planes only and the board top is a mesh; the board's specular
-# highlight falls outside both views. Distractors are placed anywhere on the table, mostly out of view.
-# Known limits of MuJoCo's renderer (per-vertex lighting, no reflection pass at reflectance 0):
-# board specular/shininess do not show on the flat board; only its reflectance does, so a level
+# Scene fields whose change may not be visible in either camera at reset: MuJoCo's renderer draws
+# no specular highlight on a textured material (measured: the same board untextured shows specular
+# 1 / shininess 0.3 as a broad highlight; textured, nothing), and the board top carries the grid
+# texture, so only its reflectance renders (the mirrored stones and arm, a few dozen pixels). A level
 # that differs from nominal only in specular/shininess, or with a small reflectance, may not show.
-NOT_VISIBLE = {"board_reflectivity": "board specular/shininess are invisible on the flat board (per-vertex "
-                                     "lighting); only reflectance renders"}
+NOT_VISIBLE = {"board_reflectivity": "board specular/shininess do not render on the textured board top; "
+                                     "only reflectance does"}
 
 
 MIN_CHANGED_PX = 4  # of 2 x 64 x 64: a visible change, not a few anti-aliasing pixels
