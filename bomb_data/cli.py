@@ -21,14 +21,29 @@ DEFAULT_EXPORTS = Path("data/exports")
 
 
 class _Group(click.Group):
-    """Turns BombDataError into one clean line (no traceback) and exit status 2."""
+    """Turns errors into one clean line (no traceback): BombDataError and a path the system refuses
+    (missing, not a directory, read-only, permission) exit with status 2; anything unexpected with
+    status 1, its traceback shown with -vv."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except BombDataError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            click.echo(f"error: {exc.strerror or str(exc).splitlines()[0]}{where}", err=True)
+            sys.exit(2)
+        except Exception as exc:
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                raise
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            click.echo(f"error: unexpected {type(exc).__name__}: {first} (a damaged input or a bug; -vv shows "
+                       "the traceback)", err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted: everything committed so far is kept; rerun the same command to resume",
                        err=True)

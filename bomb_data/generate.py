@@ -16,6 +16,7 @@ import logging
 import os
 import platform
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ import numpy as np
 from . import __version__
 from ._cpus import default_workers
 from .config import BombConfig
-from .errors import BombDataError, StoreError
+from .errors import BombDataError, ConfigError, StoreError
 from .store.format import atomic_write_text
 from .store.record import read_shard, write_shard
 from .store.writer import StoreWriter
@@ -43,6 +44,11 @@ def split_of(root_seed: int, k: int, heldout: bool, val_fraction: float) -> str:
         return "heldout"
     u = np.random.SeedSequence([root_seed, k, 0x5B1]).generate_state(1)[0] / 2**32
     return "val" if u < val_fraction else "train"
+
+
+#: A run in which this many attempts failed and none succeeded stops with an error instead of
+#: replacing failed episodes forever (an impossible configuration, e.g. too few steps).
+GIVE_UP_AFTER_FAILED_ATTEMPTS = 100
 
 
 def versions() -> dict[str, str]:
@@ -297,6 +303,7 @@ def _run(cfg: BombConfig, grid: Any, writer: StoreWriter, workers: int, schedule
     for stale in shard_dir.glob(".*.tmp-*"):  # partial shard writes of a killed run
         stale.unlink(missing_ok=True)
     attempts = successes = steps = successful_attempts = 0
+    failed_reasons: Counter[str] = Counter()  # of the episodes that exhausted their attempts in this run
     peak_rss: dict[int, int] = {}
     results: dict[int, dict[str, Any]] = {}
     ptr = 0
@@ -313,6 +320,13 @@ def _run(cfg: BombConfig, grid: Any, writer: StoreWriter, workers: int, schedule
                         r["k"], r["attempts"], ", ".join(map(str, r["reasons"])), next_new)
             exhausted.add(r["k"])
             atomic_write_text(ex_path, json.dumps(sorted(exhausted)))
+            failed_reasons.update(map(str, r["reasons"]))
+            if not successful_attempts and sum(failed_reasons.values()) >= GIVE_UP_AFTER_FAILED_ATTEMPTS:
+                # nothing has succeeded at all: replacing episodes forever would never finish
+                top = ", ".join(f"{k} x{v}" for k, v in failed_reasons.most_common(3))
+                raise ConfigError(f"no episode succeeded in {attempts} attempts ({top}): this configuration "
+                                  "cannot make demonstrations (e.g. sim.max_steps too small); episodes already "
+                                  "stored are kept")
             pending.append(next_new)
             submit(next_new)
             next_new += 1

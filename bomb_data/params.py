@@ -41,7 +41,7 @@ class SceneParams(_Frozen):
     camera_fovy_deg: float = Field(35.0, gt=5, lt=120)
     camera_azimuth_deg: float = Field(0.0, ge=-90, le=90,
                                       description="agentview azimuth about the board centre; "
-                                                  "0 = behind the board facing the robot")
+                                                  "0 = on the robot's side of the board, looking away from the robot")
     camera_elevation_deg: float = Field(70.0, ge=10, le=89, description="agentview elevation above the table plane")
     camera_distance_scale: float = Field(1.0, gt=0.3, le=3,
                                          description="agentview distance relative to the nominal fit")

@@ -13,6 +13,9 @@ JSON-serialisable summary (episodes, frames, bytes, seconds, output path). Heavy
 from __future__ import annotations
 
 import importlib
+import os
+import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -76,3 +79,32 @@ def check_replaceable(out: Path, overwrite: bool, what: str, is_ours: Callable[[
 def holds(marker: str) -> Callable[[Path], bool]:
     """``is_ours`` for :func:`check_replaceable`: the directory holds the file ``marker``."""
     return lambda d: (d / marker).is_file()
+
+
+def remove_path(p: Path) -> None:
+    """Delete a file, a directory tree or a symlink (the link only, never what it points to)."""
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    elif p.exists() or p.is_symlink():
+        p.unlink()
+
+
+def swap_into_place(tmp: Path, out: Path, recheck: Callable[[], None]) -> None:
+    """Rename the finished export ``tmp`` to ``out``; on any failure remove ``tmp`` and leave ``out`` as it was.
+
+    An existing ``out`` is checked again first (``recheck``, e.g. :func:`check_replaceable`: it may have
+    appeared or changed during a long export), moved aside, and deleted only once the new export is
+    in place (a symlinked ``out``: the link is replaced, its target kept).
+    """
+    try:
+        if out.exists() or out.is_symlink():
+            recheck()
+            old = out.with_name(f".{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            remove_path(old)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        remove_path(tmp)
+        raise

@@ -19,7 +19,6 @@ import json
 import logging
 import multiprocessing as mp
 import os
-import shutil
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -32,7 +31,7 @@ from numpy.typing import NDArray
 from bomb_data.errors import ExportError
 from bomb_data.store import EpisodeStore
 
-from . import check_replaceable
+from . import check_replaceable, remove_path, swap_into_place
 
 log = logging.getLogger(__name__)
 
@@ -158,23 +157,16 @@ def staged_path(final: Path, overwrite: bool, what: str, is_ours: Callable[[Path
     check_replaceable(final, overwrite, what, is_ours, file=not is_dir)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
-    _remove(tmp)
+    remove_path(tmp)
     if is_dir:
         tmp.mkdir()
     try:
         yield tmp
     except BaseException:
-        _remove(tmp)
+        remove_path(tmp)
         raise
-    if final.exists():
-        # still refused if it appeared meanwhile and is not ours, or without --overwrite
-        check_replaceable(final, overwrite, what, is_ours, file=not is_dir)
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-        os.replace(tmp, final)
-        _remove(old)
-    else:
-        os.replace(tmp, final)
+    # still refused if it appeared meanwhile and is not ours, or without --overwrite
+    swap_into_place(tmp, final, lambda: check_replaceable(final, overwrite, what, is_ours, file=not is_dir))
 
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -189,11 +181,7 @@ def is_hdf5(p: Path) -> bool:
         return False
 
 
-def _remove(p: Path) -> None:
-    if p.is_dir() and not p.is_symlink():
-        shutil.rmtree(p, ignore_errors=True)
-    elif p.exists() or p.is_symlink():
-        p.unlink()
+
 
 
 def tree_bytes(p: Path) -> int:

@@ -37,7 +37,7 @@ tfds.builder_from_directory; its `--data_mix` is then "{name}".
 
 Gripper sign table (last action dimension):
 
-    meaning   in {name} (LIBERO raw)   after {name}_dataset_transform (OpenVLA target)   at eval: 2x-1, x(-1)
+    meaning   in {name} (LIBERO raw)   after {name}_dataset_transform (OpenVLA target)   eval: 2x-1, then x(-1)
     open          -1                          1                                              -1 (open)
     closed        +1                          0                                              +1 (closed)
 

@@ -209,7 +209,23 @@ def robomimic_env_args(store: Any) -> dict[str, Any]:
 
 
 def _robomimic_target(out: Path) -> Path:
-    return out if out.suffix in (".hdf5", ".h5") else out / ROBOMIMIC_FILE
+    if out.suffix in (".hdf5", ".h5"):
+        return out
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} is a file; the robomimic layout writes {ROBOMIMIC_FILE} into the --out "
+                          "directory, or to a --out path ending in .hdf5")
+    return out / ROBOMIMIC_FILE
+
+
+def _is_our_hdf5(p: Path) -> bool:
+    """``p`` is an HDF5 file this exporter wrote (its root attributes carry our provenance)."""
+    if not is_hdf5(p):
+        return False
+    try:
+        with _h5py().File(p, "r") as f:
+            return "bomb_data" in f.attrs
+    except Exception:  # unreadable or truncated HDF5: not ours  # noqa: BLE001
+        return False
 
 
 def _export_robomimic(store: Any, indices: list[int], out: Path, overwrite: bool, workers: int,
@@ -222,7 +238,7 @@ def _export_robomimic(store: Any, indices: list[int], out: Path, overwrite: bool
     masks: dict[str, list[str]] = {"train": [], "valid": [], "heldout": []}
     split_to_mask = {"train": "train", "val": "valid", "heldout": "heldout"}
     total = 0
-    with staged_path(final, overwrite, "an HDF5 file", is_hdf5, is_dir=False) as tmp:
+    with staged_path(final, overwrite, "a robomimic HDF5 file from bomb-data", _is_our_hdf5, is_dir=False) as tmp:
         with h5py.File(tmp, "w") as f:
             data = f.create_group("data")
             for n, ep in enumerate(ordered_map(_robomimic_episode, indices, workers, _init_worker,

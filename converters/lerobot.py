@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections import deque
@@ -51,7 +52,7 @@ from bomb_data.schema import CAMERAS, FEATURES_BY_KEY
 
 from . import _lerobot_stats as st
 from . import _lerobot_video as vid
-from . import check_out_apart, check_replaceable, holds
+from . import check_out_apart, check_replaceable, swap_into_place
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +89,10 @@ DEFAULT_FEATURES: dict[str, dict[str, Any]] = {
 from bomb_data.rotations import quat_wxyz_to_axis_angle  # noqa: E402,F401  (re-exported for tests and users)
 from bomb_data.rotations import state8 as libero_state  # noqa: E402
 
-
 # -------------------------------------------------------------------------------------- options
+_KEY_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+
+
 def resolve_preset(preset: str | Mapping[str, str] | Path | None, version: str) -> dict[str, str]:
     """The source → key mapping of ``preset``: a name in PRESETS, a mapping, or a JSON/YAML file.
 
@@ -99,7 +102,7 @@ def resolve_preset(preset: str | Mapping[str, str] | Path | None, version: str) 
     base = PRESETS["lerobot" if version == "v3.0" else "openpi"]
     if preset is None:
         return dict(base)
-    if isinstance(preset, str) and not preset.endswith((".json", ".yaml", ".yml")):
+    if isinstance(preset, str) and not preset.lower().endswith((".json", ".yaml", ".yml")):
         if preset not in PRESETS:
             raise ExportError(f"unknown lerobot preset {preset!r}; expected one of {sorted(PRESETS)} "
                               "or a mapping / .json / .yaml file of {source: key}")
@@ -108,19 +111,25 @@ def resolve_preset(preset: str | Mapping[str, str] | Path | None, version: str) 
         p = Path(preset)
         if not p.is_file():
             raise ExportError(f"lerobot preset file {p} does not exist")
-        text = p.read_text(encoding="utf-8")
-        if p.suffix == ".json":
-            loaded = json.loads(text)
-        else:
-            import yaml
+        import yaml
 
-            loaded = yaml.safe_load(text)
+        try:
+            text = p.read_text(encoding="utf-8")
+            loaded = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+        except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ExportError(f"lerobot preset file {p} cannot be read: {reason}") from None
         if not isinstance(loaded, dict):
             raise ExportError(f"lerobot preset file {p} must hold a mapping of source -> key")
         preset = loaded
-    unknown = sorted(set(preset) - set(SOURCES))
+    unknown = sorted(set(map(str, preset)) - set(SOURCES))
     if unknown:
         raise ExportError(f"lerobot preset has unknown key(s) {unknown}; expected keys among {list(SOURCES)}")
+    # a feature key names files and directories (videos/<key>/...): plain dotted names only
+    bad = [v for v in preset.values() if not isinstance(v, str) or not _KEY_RE.fullmatch(v) or ".." in v]
+    if bad:
+        raise ExportError(f"lerobot preset maps to invalid feature key(s) {bad}: a key is letters, digits, '_', "
+                          "'-' and single dots (e.g. observation.images.front)")
     out = {**base, **{k: str(v) for k, v in preset.items()}}
     keys = list(out.values())
     if any(not k for k in keys) or len(set(keys)) != len(keys):
@@ -330,7 +339,7 @@ def export(
     store.require_nonempty()
     out = Path(out)
     check_out_apart(store_path, out)
-    check_replaceable(out, overwrite, "a LeRobot dataset", holds("meta/info.json"))
+    check_replaceable(out, overwrite, WHAT, _is_ours)
     fps_f = store.fps
     if abs(fps_f - round(fps_f)) > 1e-9:
         raise ExportError(f"LeRobot needs an integer fps; the store runs at {fps_f} Hz")
@@ -357,7 +366,7 @@ def export(
         jobs.close(cancel=not ok)
         if not ok:
             shutil.rmtree(tmp, ignore_errors=True)
-    _swap_in(tmp, out)
+    swap_into_place(tmp, out, lambda: check_replaceable(out, overwrite, WHAT, _is_ours))
     summary.update(out=str(out), seconds=round(time.perf_counter() - t0, 3))
     # the key the other exporters use; dataset frames (rows), each carrying one image per camera
     summary["frames_per_second"] = round(summary["frames"] / max(summary["seconds"], 1e-9), 1)
@@ -367,15 +376,12 @@ def export(
     return summary
 
 
-def _swap_in(tmp: Path, out: Path) -> None:
-    """Rename the finished ``tmp`` to ``out`` (replacing an old ``out`` only once the new one is whole)."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+WHAT = "a LeRobot dataset from bomb-data"
+
+
+def _is_ours(d: Path) -> bool:
+    """``d`` is a LeRobot dataset this exporter wrote (``meta/info.json`` and our ``meta/bomb_data.json``)."""
+    return (d / "meta" / "info.json").is_file() and (d / "meta" / "bomb_data.json").is_file()
 
 
 def _write(store: Any, indices: list[int], root: Path, jobs: _Jobs, *, keys: dict[str, str], version: str,

@@ -38,7 +38,7 @@ import numpy as np
 from bomb_data.errors import ExportError
 from bomb_data.store import EpisodeStore
 
-from . import check_out_apart, check_replaceable
+from . import check_out_apart, check_replaceable, swap_into_place
 from ._rlds_registration import registration_source
 from ._rlds_spec import (
     ACTION_SPACES,
@@ -69,17 +69,29 @@ def _existing_versions(out: Path) -> list[str]:
     return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
+#: Everything an RLDS export puts in its --out; a directory holding anything else is not ours to replace.
+_OURS = {DATASET_NAME, REGISTRATION_FILE, SUMMARY_FILE}
+
+
+def _check_out(out: Path, overwrite: bool, warn: bool = True) -> None:
     """Refuse an ``out`` we must not replace (:func:`converters.check_replaceable`), and say when an
     earlier export holds another version of the dataset; one clear line each."""
     versions = _existing_versions(out) if out.is_dir() else []
+    if versions:
+        # e.g. --out is a TFDS data root that also holds other datasets: replacing it would delete them
+        extra = sorted(p.name for p in out.iterdir() if p.name not in _OURS)
+        if extra:
+            raise ExportError(f"--out {out} holds other entries besides the {DATASET_NAME} export "
+                              f"({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''}); refusing to replace it: "
+                              f"export to a directory of its own")
     other = [v for v in versions if v != VERSION]
     if other and not overwrite:
         raise ExportError(f"--out {out} holds {DATASET_NAME} version {', '.join(other)}; this bomb-data writes "
                           f"version {VERSION}: pass --overwrite to replace it or choose another --out")
     check_replaceable(out, overwrite, f"an RLDS export of {DATASET_NAME}",
-                      lambda d: bool(versions) or (d / SUMMARY_FILE).exists())
-    if other:
+                      lambda d: bool(versions) or ((d / SUMMARY_FILE).is_file()
+                                                   and all(p.name in _OURS for p in d.iterdir())))
+    if other and warn:
         log.warning("replacing %s, which holds %s version(s) %s, with version %s", out, DATASET_NAME,
                     ", ".join(other), VERSION)
 
@@ -283,7 +295,7 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
             "heldout_splits": heldout_cells(store, include_failures),
         }
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-        _swap_into_place(tmp, out)
+        swap_into_place(tmp, out, lambda: _check_out(out, overwrite, warn=False))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -291,12 +303,3 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
     return summary
 
 
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished temp directory to ``out`` (replacing an old export, checked before)."""
-    if out.exists():
-        old = out.parent / f".{out.name}.rlds-old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)

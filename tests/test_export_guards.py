@@ -61,7 +61,7 @@ def test_robomimic_never_replaces_a_foreign_file_or_a_directory(tiny_store: Path
     hdf5 = converters.get("hdf5")
     notes = tmp_path / "notes.h5"
     notes.write_text("not an HDF5 file")
-    with pytest.raises(ExportError, match="is not an HDF5 file; refusing to replace it"):
+    with pytest.raises(ExportError, match="is not a robomimic HDF5 file from bomb-data; refusing to replace it"):
         hdf5.export(tiny_store, notes, overwrite=True, layout="robomimic")
     assert notes.read_text() == "not an HDF5 file"
     folder = tmp_path / "runs.hdf5"
@@ -85,3 +85,76 @@ def test_zarr_never_replaces_a_foreign_zarr_group(tiny_store: Path, tmp_path: Pa
     with pytest.raises(ExportError, match="is not a Diffusion Policy replay buffer from bomb-data"):
         converters.get("zarr").export(tiny_store, out, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == [".zattrs", ".zgroup"]
+
+
+@pytest.mark.parametrize(("fmt", "opts"), LAYOUTS, ids=IDS)
+def test_an_out_that_appears_during_the_export_is_checked_again(tiny_store: Path, tmp_path: Path, fmt: str,
+                                                                opts: dict) -> None:
+    # someone else fills --out while the export runs: it is refused at the end, and nothing is left behind
+    out = tmp_path / ("late.hdf5" if opts.get("layout") == "robomimic" else "late")
+
+    def squat(_: int) -> None:
+        if not out.exists():
+            if opts.get("layout") == "robomimic":
+                out.write_text("keep me")
+            else:
+                out.mkdir()
+                (out / "keep.txt").write_text("keep me")
+
+    with pytest.raises(ExportError, match="refusing to replace"):
+        converters.get(fmt).export(tiny_store, out, overwrite=True, progress=squat, **opts)
+    kept = out if out.is_file() else out / "keep.txt"
+    assert kept.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no partial or old directory left
+
+
+def test_rlds_never_replaces_a_shared_data_root(tiny_store: Path, tmp_path: Path) -> None:
+    # --out pointed at a TFDS data root holding bomb_go and other datasets: replacing it would delete them
+    root = tmp_path / "tensorflow_datasets"
+    converters.get("rlds").export(tiny_store, root)
+    (root / "libero_spatial_no_noops" / "1.0.0").mkdir(parents=True)
+    (root / "libero_spatial_no_noops" / "1.0.0" / "dataset_info.json").write_text("{}")
+    with pytest.raises(ExportError, match="holds other entries besides the bomb_go export"):
+        converters.get("rlds").export(tiny_store, root, overwrite=True)
+    assert (root / "libero_spatial_no_noops" / "1.0.0" / "dataset_info.json").is_file()
+
+
+def test_overwrite_never_replaces_another_programs_dataset(tiny_store: Path, tmp_path: Path) -> None:
+    import h5py
+
+    theirs = tmp_path / "libero.hdf5"  # an HDF5 file, but not one of ours
+    with h5py.File(theirs, "w") as f:
+        f.create_group("data").attrs["env_args"] = "{}"
+    with pytest.raises(ExportError, match="is not a robomimic HDF5 file from bomb-data"):
+        converters.get("hdf5").export(tiny_store, theirs, overwrite=True, layout="robomimic")
+    with h5py.File(theirs, "r") as f:
+        assert list(f) == ["data"]
+    hub = tmp_path / "hub_dataset"  # a LeRobot dataset someone else wrote
+    (hub / "meta").mkdir(parents=True)
+    (hub / "meta" / "info.json").write_text('{"codebase_version": "v3.0"}')
+    with pytest.raises(ExportError, match="is not a LeRobot dataset from bomb-data"):
+        converters.get("lerobot").export(tiny_store, hub, overwrite=True)
+    assert sorted(p.name for p in hub.rglob("*")) == ["info.json", "meta"]
+
+
+def test_robomimic_out_that_is_a_plain_file_is_one_line(tiny_store: Path, tmp_path: Path) -> None:
+    plain = tmp_path / "afile"
+    plain.write_text("keep me")
+    with pytest.raises(ExportError, match="is a file; the robomimic layout writes"):
+        converters.get("hdf5").export(tiny_store, plain, overwrite=True, layout="robomimic")
+    assert plain.read_text() == "keep me"
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ('agentview: "/tmp/elsewhere"', "invalid feature key"),
+    ('agentview: "../../escaped"', "invalid feature key"),
+    ("agentview: 5", "invalid feature key"),
+    ("agentview: [unclosed", "cannot be read"),
+])
+def test_preset_file_cannot_write_outside_out(tiny_store: Path, tmp_path: Path, text: str, said: str) -> None:
+    preset = tmp_path / "p.yaml"
+    preset.write_text(text)
+    with pytest.raises(ExportError, match=said) as e:
+        converters.get("lerobot").export(tiny_store, tmp_path / "o", preset=preset)
+    assert "\n" not in str(e.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.yaml"]

@@ -259,14 +259,15 @@ def test_refuses_non_empty_out(tiny_store: Path, tmp_path: Path) -> None:
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     for overwrite in (False, True):
-        with pytest.raises(ExportError, match="is not empty and is not a LeRobot dataset; refusing to replace") as e:
+        with pytest.raises(ExportError,
+                           match="is not empty and is not a LeRobot dataset from bomb-data; refusing to replace") as e:
             lr.export(tiny_store, out, overwrite=overwrite)
         assert "\n" not in str(e.value)
     assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
     # an earlier export is replaced only with --overwrite
     ds = tmp_path / "ds"
     lr.export(tiny_store, ds, video=False)
-    with pytest.raises(ExportError, match="already holds a LeRobot dataset; pass --overwrite"):
+    with pytest.raises(ExportError, match="already holds a LeRobot dataset from bomb-data; pass --overwrite"):
         lr.export(tiny_store, ds, video=False)
     (ds / "stale.txt").write_text("from the old export")
     lr.export(tiny_store, ds, overwrite=True, video=False)

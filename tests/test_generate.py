@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from bomb_data.config import load_config
-from bomb_data.errors import StoreError
+from bomb_data.errors import ConfigError, StoreError
 from bomb_data.generate import generate
 from bomb_data.schema import CAMERAS, STEP_FEATURES
 from bomb_data.store import EpisodeStore, read_shard, write_shard
@@ -119,6 +119,15 @@ def test_truncated_shard_is_detected_and_redone(tmp_path: Path):
     # equals a clean run of 4
     generate(small_cfg(4), tmp_path / "ref", workers=1, mode="overwrite")
     assert_same_stores(s, EpisodeStore(tmp_path / "ref"))
+
+
+def test_a_configuration_that_never_succeeds_stops_with_one_error(tmp_path: Path):
+    # 10 steps are too few to pick and place: without a bound, failed episodes would be replaced forever
+    cfg = load_config(overrides={"generate": {"n": 1, "max_attempts": 2},
+                                 "sim": {"image_height": 32, "image_width": 32, "max_steps": 10}})
+    with pytest.raises(ConfigError, match=r"no episode succeeded in 100 attempts \(missed_grasp x100\)"):
+        generate(cfg, tmp_path / "store", workers=1, mode="overwrite")
+    assert len(EpisodeStore(tmp_path / "store")) == 0
 
 
 def test_mismatched_config_is_refused(tmp_path: Path):

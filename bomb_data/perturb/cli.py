@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def _fail(exc: BombDataError) -> None:
-    raise click.ClickException(str(exc)) from None
+    raise exc  # one line and exit status 2, as every command (bomb_data.cli)
 
 
 def _fmt(v: Any) -> str:

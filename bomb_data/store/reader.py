@@ -100,16 +100,25 @@ class EpisodeStore:
             raise StoreError(f"{self.root} has store schema version {desc.get('schema_version')}; this "
                              f"bomb-data reads version {SCHEMA_VERSION}")
         self.description: dict[str, Any] = desc
-        commit = read_commit(self.root) or {"episodes": 0, "steps": 0, "image_bytes": {c: 0 for c in CAMERAS}}
-        self._commit = commit
-        n = int(commit["episodes"])
-        self._ends = np.asarray(self._group["meta"]["episode_ends"][:n], dtype=np.int64)
-        lines = (self.root / EPISODES_FILE).read_text(encoding="utf-8").splitlines()[:n]
-        if len(lines) != n or len(self._ends) != n:
-            raise StoreError(f"{self.root} is damaged: {n} episodes committed, {len(lines)} metadata lines, "
-                             f"{len(self._ends)} episode ends")
-        self._meta = [json.loads(x) for x in lines]
-        self._data = self._group["data"]
+        try:
+            commit = read_commit(self.root) or {"episodes": 0, "steps": 0,
+                                                "image_bytes": {c: 0 for c in CAMERAS}}
+            self._commit = commit
+            n = int(commit["episodes"])
+            self._ends = np.asarray(self._group["meta"]["episode_ends"][:n], dtype=np.int64)
+            lines = (self.root / EPISODES_FILE).read_text(encoding="utf-8").splitlines()[:n]
+            if len(lines) != n or len(self._ends) != n:
+                raise StoreError(f"{self.root} is damaged: {n} episodes committed, {len(lines)} metadata lines, "
+                                 f"{len(self._ends)} episode ends")
+            self._meta = [json.loads(x) for x in lines]
+            self._data = self._group["data"]
+        except StoreError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
+            # a missing, truncated or garbled file of the store (the commit, the episode list, an array)
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise StoreError(f"{self.root} is damaged ({type(exc).__name__}: {first}); restore it from a copy "
+                             "or generate it again") from exc
         self._img_cache: dict[str, tuple[zarr.Array, NDArray[np.int64]]] = {}
 
     # -- description ---------------------------------------------------------------------------

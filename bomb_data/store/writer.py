@@ -22,9 +22,8 @@ from .record import EpisodeRecord
 log = logging.getLogger(__name__)
 
 #: Versions (keys of the description's ``versions``) that change what an episode is; a store (or an
-#: evaluation) is only resumed under the same ones.
-#: Versions that change the episodes themselves: physics and rendering (MuJoCo), the scene and the
-#: expert (bomb-data), the rasteriser (the OpenGL renderer, e.g. Mesa llvmpipe or a GPU driver).
+#: evaluation) is only resumed under the same ones: physics and rendering (MuJoCo), the scene and
+#: the expert (bomb-data), the rasteriser (the OpenGL renderer, e.g. Mesa llvmpipe or a GPU driver).
 RESULT_VERSIONS = {"mujoco": "MuJoCo", "bomb_data": "bomb-data", "renderer": "the renderer"}
 
 
@@ -180,7 +179,7 @@ class StoreWriter:
         change = result_version_change(have.get("versions"), description.get("versions"))
         if change:
             raise StoreError(f"{root} was made with {change}: its episodes would differ from the ones already "
-                             "stored; resume where that version is installed, or use --overwrite or another --out")
+                             "stored; resume with the same versions and renderer, or use --overwrite or another --out")
         return g
 
     # -- state ---------------------------------------------------------------------------------
