@@ -202,7 +202,7 @@ def dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
         if scheduler:
             try:
                 client = Client(scheduler, timeout="20s")
-            except OSError as exc:
+            except (OSError, ValueError, TypeError) as exc:
                 raise BombDataError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
         else:
             os.environ.setdefault("MUJOCO_GL", "egl")
@@ -221,6 +221,13 @@ def dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
         if cluster is not None:
             cluster.close()
         dlog.setLevel(old_level)
+
+
+def check_scheduler(scheduler: str | None) -> None:
+    """Connect to ``scheduler`` once (BombDataError if unreachable), before anything is overwritten."""
+    if scheduler:
+        with dask_client(1, scheduler):
+            pass
 
 
 def task_result(fut: Any, what: str) -> Any:
@@ -270,6 +277,7 @@ def generate(cfg: BombConfig, out: Path, *, workers: int | None = None, schedule
         "mj_state_dim": mj_state_dim(cfg, max_stones),
         "mj_state_spec": "mjSTATE_INTEGRATION",
     }
+    check_scheduler(scheduler)  # an unreachable scheduler must fail before --overwrite empties the store
     writer = StoreWriter.open(out, desc, mode=mode)
     try:
         return _run(cfg, grid, writer, workers or default_workers(), scheduler, progress, t0)

@@ -55,3 +55,15 @@ def test_bad_grid_and_config_are_one_line_with_status_2(run_cli, tmp_path: Path)
     assert p.returncode in (1, 2)
     _one_line(p)
     assert not (tmp_path / "s").exists()
+
+
+def test_an_unreachable_scheduler_fails_before_overwrite_empties_anything(run_cli, tiny_store: Path,
+                                                                          tmp_path: Path) -> None:  # noqa: ANN001
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store, store)
+    before = sorted((str(x.relative_to(store)), x.stat().st_size) for x in store.rglob("*") if x.is_file())
+    for address in ("tcp://127.0.0.1:1", "garbage"):
+        p = run_cli("generate", "--n", "2", "--image-size", "32", "--out", str(store), "--overwrite",
+                    "--scheduler", address, "-q", timeout=120)
+        assert p.returncode == 2 and "cannot reach the Dask scheduler" in _one_line(p)
+    assert sorted((str(x.relative_to(store)), x.stat().st_size) for x in store.rglob("*") if x.is_file()) == before

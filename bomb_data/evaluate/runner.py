@@ -428,7 +428,11 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
     if adapter and adapter.get("settle_steps"):
         cfg = cfg.model_copy(update={"sim": cfg.sim.model_copy(
             update={"max_steps": cfg.sim.max_steps + acfg.settle_steps})})
-    # Check the policy before starting anything: unreachable servers and bad modules fail here.
+    # Check the policy and the Dask scheduler before starting anything (and before --overwrite empties
+    # --out): unreachable servers and bad modules fail here.
+    from ..generate import check_scheduler
+
+    check_scheduler(scheduler)
     probe = None
     if spec.kind != "python" or (workers or 1) == 1:
         probe = make_policy(spec, cfg, unnorm_key=unnorm_key, timeout_s=timeout_s, retries=0, backoff_s=backoff_s)
