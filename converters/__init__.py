@@ -108,3 +108,37 @@ def swap_into_place(tmp: Path, out: Path, recheck: Callable[[], None]) -> None:
     except BaseException:
         remove_path(tmp)
         raise
+
+
+#: Hidden siblings of an --out that exporters write (``.NAME.<tag><pid>...``): the export being
+#: written, and an old export moved aside during the final rename.
+TEMP_TAGS = (".partial-", ".old-", ".rlds-tmp-")
+
+
+def remove_stale_temps(out: Path) -> None:
+    """Remove the hidden siblings of ``out`` left by exports that were killed (their process is gone)."""
+    import logging
+
+    if not out.parent.is_dir():
+        return
+    for tag in TEMP_TAGS:
+        prefix = f".{out.name}{tag}"
+        for p in out.parent.glob(prefix + "*"):
+            try:
+                pid = int(p.name[len(prefix):].split("-")[0])
+            except ValueError:
+                continue
+            if pid == os.getpid() or _pid_alive(pid):
+                continue
+            logging.getLogger(__name__).info("removing %s left by an interrupted export", p)
+            remove_path(p)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from bomb_data.errors import ExportError
 from bomb_data.store import EpisodeStore
 
-from . import check_replaceable, remove_path, swap_into_place
+from . import check_replaceable, remove_path, remove_stale_temps, swap_into_place
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,7 @@ def staged_path(final: Path, overwrite: bool, what: str, is_ours: Callable[[Path
     """
     check_replaceable(final, overwrite, what, is_ours, file=not is_dir)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(final)
     tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
     remove_path(tmp)
     if is_dir:

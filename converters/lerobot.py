@@ -52,7 +52,7 @@ from bomb_data.schema import CAMERAS, FEATURES_BY_KEY
 
 from . import _lerobot_stats as st
 from . import _lerobot_video as vid
-from . import check_out_apart, check_replaceable, swap_into_place
+from . import check_out_apart, check_replaceable, remove_stale_temps, swap_into_place
 
 logger = logging.getLogger(__name__)
 
@@ -351,6 +351,7 @@ def export(
     if not indices:
         raise ExportError(f"{store_path} holds no successful episode to export (pass --include-failures)")
 
+    remove_stale_temps(out)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)

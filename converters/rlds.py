@@ -38,7 +38,7 @@ import numpy as np
 from bomb_data.errors import ExportError
 from bomb_data.store import EpisodeStore
 
-from . import check_out_apart, check_replaceable, swap_into_place
+from . import check_out_apart, check_replaceable, remove_stale_temps, swap_into_place
 from ._rlds_registration import registration_source
 from ._rlds_spec import (
     ACTION_SPACES,
@@ -94,27 +94,6 @@ def _check_out(out: Path, overwrite: bool, warn: bool = True) -> None:
     if other and warn:
         log.warning("replacing %s, which holds %s version(s) %s, with version %s", out, DATASET_NAME,
                     ", ".join(other), VERSION)
-
-
-def _remove_stale_temps(out: Path) -> None:
-    """Remove temp siblings left by exports that were killed (their process no longer exists)."""
-    if not out.parent.is_dir():
-        return
-    for p in out.parent.glob(f".{out.name}{_TMP_TAG}*"):
-        try:
-            pid = int(p.name[len(f".{out.name}{_TMP_TAG}"):].split("-")[0])
-        except ValueError:
-            continue
-        try:
-            os.kill(pid, 0)
-            alive = pid != os.getpid()
-        except ProcessLookupError:
-            alive = False
-        except PermissionError:
-            alive = True
-        if not alive:
-            log.info("removing %s left by an interrupted export", p)
-            shutil.rmtree(p, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------- shards
@@ -256,7 +235,7 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
                           f"(pass --include-failures to export failed ones)")
     _check_out(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(out)
+    remove_stale_temps(out)
 
     tmp = out.parent / f".{out.name}{_TMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     data_dir = tmp / DATASET_NAME / VERSION

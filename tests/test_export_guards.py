@@ -3,6 +3,7 @@ holds or lies inside the store is refused, and --overwrite never replaces a fore
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -158,3 +159,22 @@ def test_preset_file_cannot_write_outside_out(tiny_store: Path, tmp_path: Path, 
         converters.get("lerobot").export(tiny_store, tmp_path / "o", preset=preset)
     assert "\n" not in str(e.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.yaml"]
+
+
+@pytest.mark.parametrize(("fmt", "opts"), LAYOUTS, ids=IDS)
+def test_leftovers_of_a_killed_export_are_removed_by_the_next(tiny_store: Path, tmp_path: Path, fmt: str,
+                                                               opts: dict) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()  # a pid that no longer runs
+    out = tmp_path / ("x.hdf5" if opts.get("layout") == "robomimic" else "x")
+    left = [tmp_path / f".{out.name}.partial-{dead}", tmp_path / f".{out.name}.old-{dead}-0a1b2c3d"]
+    for p in left:
+        p.mkdir()
+        (p / "big.bin").write_bytes(b"0" * 1000)
+    running = tmp_path / f".{out.name}.partial-{os.getppid()}"  # a running process's export is left alone
+    running.mkdir()
+    converters.get(fmt).export(tiny_store, out, **opts)
+    assert not any(p.exists() for p in left) and running.is_dir() and out.exists()
