@@ -47,3 +47,8 @@ def read_commit(root: Path) -> dict[str, Any] | None:
     if not p.exists():
         return None
     return json.loads(p.read_text(encoding="utf-8"))
+
+
+#: Description key of stores whose every chunk file is written, zeros too (StoreWriter._create):
+#: in those, a missing chunk file is damage (zarr would read it as zeros).
+ALL_CHUNKS_WRITTEN = "all_chunks_written"

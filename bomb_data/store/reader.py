@@ -6,7 +6,9 @@ its metadata (a few KB per thousand episodes), and arrays are read per episode o
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from numpy.typing import NDArray
 
 from ..errors import StoreError
 from ..schema import CAMERAS, FEATURES_BY_KEY, SCHEMA_VERSION, STORE_FORMAT
-from .format import EPISODES_FILE, read_commit
+from .format import ALL_CHUNKS_WRITTEN, EPISODES_FILE, read_commit
 from .images import decode_jpegs
 
 
@@ -112,6 +114,8 @@ class EpisodeStore:
                                  f"{len(self._ends)} episode ends")
             self._meta = [json.loads(x) for x in lines]
             self._data = self._group["data"]
+            if desc.get(ALL_CHUNKS_WRITTEN):
+                self._check_chunks()
         except StoreError:
             raise
         except (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
@@ -120,6 +124,23 @@ class EpisodeStore:
             raise StoreError(f"{self.root} is damaged ({type(exc).__name__}: {first}); restore it from a copy "
                              "or generate it again") from exc
         self._img_cache: dict[str, tuple[zarr.Array, NDArray[np.int64]]] = {}
+
+    def _check_chunks(self) -> None:
+        """Every chunk file under the committed rows exists (zarr would read a missing one as zeros)."""
+        c = self._commit
+        rows = {f"data/{f}": c["steps"] for f in FEATURES_BY_KEY} | {"data/mj_state": c["steps"],
+                                                                       "meta/episode_ends": c["episodes"]}
+        for cam in CAMERAS:
+            rows[f"data/images/{cam}/jpeg"] = c["image_bytes"][cam]
+            rows[f"data/images/{cam}/ends"] = c["steps"]
+        for path, n in rows.items():
+            a = self._group[path]
+            grid = [math.ceil(n / a.chunks[0])] + [math.ceil(s / k) for s, k in zip(a.shape[1:], a.chunks[1:])]
+            for idx in itertools.product(*map(range, grid)):
+                key = self.root / path / "c" / "/".join(map(str, idx))
+                if not key.is_file():
+                    raise StoreError(f"{self.root} is damaged: chunk {key.relative_to(self.root)} is missing "
+                                     "(its rows would read as zeros); restore it from a copy or generate it again")
 
     # -- description ---------------------------------------------------------------------------
     @property

@@ -16,7 +16,15 @@ from zarr.codecs import BloscCodec
 
 from ..errors import StoreError
 from ..schema import CAMERAS, SCHEMA_VERSION, STEP_FEATURES, STORE_FORMAT
-from .format import COMMIT_FILE, EPISODES_FILE, LOCK_FILE, SHARDS_DIR, atomic_write_text, read_commit
+from .format import (
+    ALL_CHUNKS_WRITTEN,
+    COMMIT_FILE,
+    EPISODES_FILE,
+    LOCK_FILE,
+    SHARDS_DIR,
+    atomic_write_text,
+    read_commit,
+)
 from .record import EpisodeRecord
 
 log = logging.getLogger(__name__)
@@ -132,7 +140,9 @@ class StoreWriter:
     def _create(root: Path, description: dict[str, Any]) -> zarr.Group:
         root.mkdir(parents=True, exist_ok=True)
         g = zarr.open_group(root, mode="w", zarr_format=3)
-        g.attrs["bomb_data"] = description
+        # every chunk is written, zeros too (zarr skips all-fill chunks by default), so a chunk file
+        # that is missing is damage the reader can see instead of reading zeros
+        g.attrs["bomb_data"] = {**description, ALL_CHUNKS_WRITTEN: True}
         data = g.require_group("data")
         for f in STEP_FEATURES:
             per_step = int(np.prod(f.shape)) if f.shape else 1
@@ -241,6 +251,10 @@ class StoreWriter:
     # -- appending -----------------------------------------------------------------------------
     def append(self, record: EpisodeRecord) -> None:
         """Append one episode and commit it. Safe against a kill at any point."""
+        with zarr.config.set({"array.write_empty_chunks": True}):  # arrays opened below write every chunk
+            self._append(record)
+
+    def _append(self, record: EpisodeRecord) -> None:
         record.validate()
         S = int(self.description["mj_state_dim"])
         if record.mj_state.shape[1] > S:
