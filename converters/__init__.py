@@ -21,6 +21,7 @@ from pathlib import Path
 from types import ModuleType
 
 from bomb_data.errors import ExportError
+from bomb_data.store.format import pid_alive
 
 FORMATS: dict[str, str] = {
     "rlds": "converters.rlds",
@@ -128,17 +129,8 @@ def remove_stale_temps(out: Path) -> None:
                 pid = int(p.name[len(prefix):].split("-")[0])
             except ValueError:
                 continue
-            if pid == os.getpid() or _pid_alive(pid):
+            if pid == os.getpid() or pid_alive(pid):
                 continue
             logging.getLogger(__name__).info("removing %s left by an interrupted export", p)
             remove_path(p)
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -52,3 +52,14 @@ def read_commit(root: Path) -> dict[str, Any] | None:
 #: Description key of stores whose every chunk file is written, zeros too (StoreWriter._create):
 #: in those, a missing chunk file is damage (zarr would read it as zeros).
 ALL_CHUNKS_WRITTEN = "all_chunks_written"
+
+
+def pid_alive(pid: int) -> bool:
+    """A process with this id runs on this machine (one we may not signal counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

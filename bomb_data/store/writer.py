@@ -23,6 +23,7 @@ from .format import (
     LOCK_FILE,
     SHARDS_DIR,
     atomic_write_text,
+    pid_alive,
     read_commit,
 )
 from .record import EpisodeRecord
@@ -51,16 +52,6 @@ _STATE_CHUNK_BYTES = 2 * 1024 * 1024
 
 def _compressor() -> BloscCodec:
     return BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class StoreWriter:
@@ -124,7 +115,7 @@ class StoreWriter:
                     host, pid = lock.read_text().split()
                 except (OSError, ValueError):
                     host, pid = "", "0"
-                if host == socket.gethostname() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
+                if host == socket.gethostname() and (int(pid) == os.getpid() or not pid_alive(int(pid))):
                     lock.unlink(missing_ok=True)  # stale lock of a killed writer on this host
                     continue
                 raise StoreError(
