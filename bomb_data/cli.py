@@ -45,8 +45,8 @@ class _Group(click.Group):
                        "the traceback)", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
-            click.echo("interrupted: everything committed so far is kept; rerun the same command to resume",
-                       err=True)
+            click.echo("interrupted: everything committed so far is kept; rerun the same command to resume "
+                       "(an export starts again)", err=True)
             sys.exit(130)
 
 

@@ -114,10 +114,17 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             data = yaml.safe_load(src.read_text(encoding="utf-8")) or {}
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {src}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {src} cannot be read ({exc.strerror if isinstance(exc, OSError) else exc})"
+                              ) from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{src}: not valid YAML ({str(exc).splitlines()[0]})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{src}: expected a mapping at the top level, found {type(data).__name__}")
+        for section, values in data.items():
+            if values is not None and not isinstance(values, dict):
+                raise ConfigError(f"{src}: section {section!r} must be a mapping of keys, found "
+                                  f"{type(values).__name__}")
     for section, values in (overrides or {}).items():
         data.setdefault(section, {})
         data[section] = {**(data[section] or {}), **values}

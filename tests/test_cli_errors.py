@@ -54,8 +54,9 @@ def test_bad_grid_and_config_are_one_line_with_status_2(run_cli, tmp_path: Path)
     cfg = tmp_path / "c.yaml"
     cfg.write_text("sim: 5\n")
     p = run_cli("generate", "--n", "1", "--config", str(cfg), "--out", str(tmp_path / "s"), "-q")
-    assert p.returncode in (1, 2)
-    _one_line(p)
+    assert p.returncode == 2 and "section 'sim' must be a mapping" in _one_line(p)
+    p = run_cli("generate", "--n", "1", "--config", str(tmp_path), "--out", str(tmp_path / "s"), "-q")
+    assert p.returncode == 2 and "cannot be read" in _one_line(p)
     assert not (tmp_path / "s").exists()
 
 
