@@ -70,3 +70,14 @@ def test_an_unreachable_scheduler_fails_before_overwrite_empties_anything(run_cl
                     "--scheduler", address, "-q", timeout=120)
         assert p.returncode == 2 and "cannot reach the Dask scheduler" in _one_line(p)
     assert sorted((str(x.relative_to(store)), x.stat().st_size) for x in store.rglob("*") if x.is_file()) == before
+
+
+def test_eval_never_writes_its_results_into_a_store(run_cli, tiny_store: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store, store)
+    before = sorted(str(x.relative_to(store)) for x in store.rglob("*"))
+    for extra in ((), ("--overwrite",)):
+        p = run_cli("eval", "--policy", "noop", "--out", str(store), "--episodes-per-cell", "1", "--workers", "1",
+                    "--image-size", "32", "-q", *extra)
+        assert p.returncode == 2 and "choose an --out of its own" in _one_line(p)
+    assert sorted(str(x.relative_to(store)) for x in store.rglob("*")) == before

@@ -43,6 +43,8 @@ RESULTS = "results.jsonl"
 SUMMARY = "summary.json"
 REPORT = "report.html"
 RUN_FILE = "run.json"
+#: Everything an evaluation writes into its --out.
+OUR_FILES = {RESULTS, SUMMARY, REPORT, RUN_FILE, "videos", SUMMARY + ".tmp", "results.tmp", "report.tmp"}
 
 
 @dataclass(frozen=True)
@@ -450,6 +452,14 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
     run_key = {"policy": policy, "adapter": acfg.model_dump(mode="json"), "unnorm_key": unnorm_key,
                "grid": grid_desc, "seed": seed, "config_hash": cfg.content_hash()}
     out = Path(out)
+    if out.is_dir():
+        # results go only into an evaluation directory (or a new or empty one), never into a store or export
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in OUR_FILES and not p.name.startswith("."))
+        if foreign:
+            if probe is not None:
+                probe.close()
+            raise ConfigError(f"--out {out} holds other files ({', '.join(foreign[:3])}"
+                              f"{', ...' if len(foreign) > 3 else ''}); choose an --out of its own for the results")
     out.mkdir(parents=True, exist_ok=True)
     run_path, res_path = out / RUN_FILE, out / RESULTS
     prev_rows: list[dict[str, Any]] = []
