@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ log = logging.getLogger(__name__)
 
 
 def _fail(exc: BombDataError) -> None:
-    raise exc  # one line and exit status 2, as every command (bomb_data.cli)
+    """One line and exit status 2, as every command (also when this group runs on its own)."""
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(2)
 
 
 def _fmt(v: Any) -> str:
