@@ -5,6 +5,7 @@ goes through EGL (Mesa llvmpipe on a CPU-only machine); a user who has set ``MUJ
 (e.g. to ``osmesa``) keeps their choice.
 """
 
+import functools
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -12,6 +13,7 @@ if os.environ["MUJOCO_GL"] == "egl":
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 
+@functools.cache
 def renderer() -> str | None:
     """The OpenGL renderer MuJoCo draws with here, e.g. ``llvmpipe (LLVM 15.0.6, 256 bits); OpenGL 4.5
     (Compatibility Profile) Mesa 22.3.6``, or None where no GL context can be made.
@@ -19,16 +21,6 @@ def renderer() -> str | None:
     Another renderer (a GPU driver, another Mesa) rasterises the same scene to slightly different
     pixels, so it is recorded with the versions of every output. Asked once per process.
     """
-    global _RENDERER
-    if _RENDERER is None:
-        _RENDERER = _query_renderer() or ""
-    return _RENDERER or None
-
-
-_RENDERER: str | None = None
-
-
-def _query_renderer() -> str | None:
     try:
         import mujoco
         from OpenGL import GL

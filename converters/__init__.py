@@ -13,6 +13,7 @@ JSON-serialisable summary (episodes, frames, bytes, seconds, output path). Heavy
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import shutil
 import uuid
@@ -22,6 +23,8 @@ from types import ModuleType
 
 from bomb_data.errors import ExportError
 from bomb_data.store.format import pid_alive
+
+log = logging.getLogger(__name__)
 
 FORMATS: dict[str, str] = {
     "rlds": "converters.rlds",
@@ -118,8 +121,6 @@ TEMP_TAGS = (".partial-", ".old-", ".rlds-tmp-")
 
 def remove_stale_temps(out: Path) -> None:
     """Remove the hidden siblings of ``out`` left by exports that were killed (their process is gone)."""
-    import logging
-
     if not out.parent.is_dir():
         return
     for tag in TEMP_TAGS:
@@ -131,6 +132,6 @@ def remove_stale_temps(out: Path) -> None:
                 continue
             if pid == os.getpid() or pid_alive(pid):
                 continue
-            logging.getLogger(__name__).info("removing %s left by an interrupted export", p)
+            log.info("removing %s left by an interrupted export", p)
             remove_path(p)
 

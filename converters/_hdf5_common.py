@@ -170,21 +170,6 @@ def staged_path(final: Path, overwrite: bool, what: str, is_ours: Callable[[Path
     swap_into_place(tmp, final, lambda: check_replaceable(final, overwrite, what, is_ours, file=not is_dir))
 
 
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
-def is_hdf5(p: Path) -> bool:
-    """The file starts with the HDF5 signature (a file at offset 0, as h5py writes them)."""
-    try:
-        with open(p, "rb") as f:
-            return f.read(8) == HDF5_SIGNATURE
-    except OSError:
-        return False
-
-
-
-
-
 def tree_bytes(p: Path) -> int:
     """Bytes on disk of a file or of every file under a directory."""
     if p.is_file():

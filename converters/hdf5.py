@@ -40,7 +40,6 @@ from . import check_out_apart, holds
 from ._hdf5_common import (
     gripper_command01,
     gripper_open01,
-    is_hdf5,
     meta_attrs,
     open_store,
     ordered_map,
@@ -219,12 +218,10 @@ def _robomimic_target(out: Path) -> Path:
 
 def _is_our_hdf5(p: Path) -> bool:
     """``p`` is an HDF5 file this exporter wrote (its root attributes carry our provenance)."""
-    if not is_hdf5(p):
-        return False
     try:
         with _h5py().File(p, "r") as f:
             return "bomb_data" in f.attrs
-    except Exception:  # unreadable or truncated HDF5: not ours  # noqa: BLE001
+    except Exception:  # not HDF5 (h5py checks the signature), unreadable or truncated: not ours  # noqa: BLE001
         return False
 
 
