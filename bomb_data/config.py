@@ -11,19 +11,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from ._model import StrictFrozen
+from ._yaml import read_yaml
 from .errors import ConfigError
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SimConfig(_Frozen):
+class SimConfig(StrictFrozen):
     """Simulator settings that are not perturbed."""
 
     image_height: int = Field(256, ge=16, le=2048)
@@ -44,7 +41,7 @@ class SimConfig(_Frozen):
     max_tilt_deg: float = Field(10.0, gt=0, le=45)
 
 
-class ExpertConfig(_Frozen):
+class ExpertConfig(StrictFrozen):
     """Scripted expert settings."""
 
     speed_m_s: tuple[float, float] = (0.18, 0.26)
@@ -54,7 +51,7 @@ class ExpertConfig(_Frozen):
                                     description="noise added to executed actions; labels stay clean")
 
 
-class GenerateConfig(_Frozen):
+class GenerateConfig(StrictFrozen):
     """Generation run settings (episode content depends on seed, grid, sim and expert only)."""
 
     n: int = Field(20, ge=1)
@@ -66,7 +63,7 @@ class GenerateConfig(_Frozen):
     jpeg_quality: int = Field(95, ge=50, le=100)
 
 
-class BombConfig(_Frozen):
+class BombConfig(StrictFrozen):
     """The whole configuration."""
 
     sim: SimConfig = SimConfig()
@@ -110,15 +107,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     src = Path(path) if path is not None else REPO_CONFIGS / "default.yaml"
     data: dict[str, Any] = {}
     if path is not None or src.exists():
-        try:
-            data = yaml.safe_load(src.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {src}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {src} cannot be read ({exc.strerror if isinstance(exc, OSError) else exc})"
-                              ) from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{src}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        data = read_yaml(src, "config file") or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{src}: expected a mapping at the top level, found {type(data).__name__}")
         for section, values in data.items():

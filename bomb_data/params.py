@@ -11,16 +11,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from ._model import Frozen
 
 RGB = tuple[float, float, float]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SceneParams(_Frozen):
+class SceneParams(Frozen):
     """Scene-level variation (changes the MuJoCo model or the initial state)."""
 
     board_size: int = Field(5, ge=3, le=19, description="N for an N x N board")
@@ -57,7 +55,7 @@ class SceneParams(_Frozen):
     board_yaw_deg: float = Field(0.0, ge=-30, le=30)
 
 
-class ImageParams(_Frozen):
+class ImageParams(Frozen):
     """Image-level variation, applied to every rendered frame after rendering."""
 
     color_gains: RGB = (1.0, 1.0, 1.0)
@@ -67,7 +65,7 @@ class ImageParams(_Frozen):
     jpeg_quality: int | None = Field(None, ge=5, le=100, description="re-encode at this quality (artefacts)")
 
 
-class LanguageParams(_Frozen):
+class LanguageParams(Frozen):
     """Instruction variation."""
 
     convention: Literal["zero_based", "one_based", "go_letters"] = "zero_based"
@@ -75,7 +73,7 @@ class LanguageParams(_Frozen):
     distractor_words: bool = False
 
 
-class EpisodeParams(_Frozen):
+class EpisodeParams(Frozen):
     """Everything that varies between episodes, resolved. Defaults are the nominal episode."""
 
     scene: SceneParams = SceneParams()

@@ -113,9 +113,11 @@ def resolve_preset(preset: str | Mapping[str, str] | Path | None, version: str) 
             raise ExportError(f"lerobot preset file {p} does not exist")
         import yaml
 
+        from bomb_data._yaml import parse_yaml
+
         try:
             text = p.read_text(encoding="utf-8")
-            loaded = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+            loaded = json.loads(text) if p.suffix.lower() == ".json" else parse_yaml(text)
         except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise ExportError(f"lerobot preset file {p} cannot be read: {reason}") from None

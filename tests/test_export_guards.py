@@ -151,6 +151,7 @@ def test_robomimic_out_that_is_a_plain_file_is_one_line(tiny_store: Path, tmp_pa
     ('agentview: "../../escaped"', "invalid feature key"),
     ("agentview: 5", "invalid feature key"),
     ("agentview: [unclosed", "cannot be read"),
+    ("agentview: &a [*a]", "alias is used inside its own anchor"),
 ])
 def test_preset_file_cannot_write_outside_out(tiny_store: Path, tmp_path: Path, text: str, said: str) -> None:
     preset = tmp_path / "p.yaml"

@@ -133,6 +133,14 @@ def test_unknown_grid_name_and_bad_yaml(tmp_path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_grid(p)
     assert "not valid YAML" in one_line(exc)
+    p.write_text("mode: one-at-a-time\naxes:\n  n_board_stones:\n    levels: &l [1, *l]\n")
+    with pytest.raises(ConfigError) as exc:
+        load_grid(p)
+    assert "alias is used inside its own anchor" in one_line(exc)
+    p.write_text("mode: one-at-a-time\nmax_cells: '10'\naxes: {}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_grid(p)
+    assert "max_cells: Input should be a valid integer" in one_line(exc)
 
 
 def test_cli_reports_bad_grid_in_one_line(tmp_path) -> None:

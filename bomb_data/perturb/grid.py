@@ -37,9 +37,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from .._model import StrictFrozen
+from .._yaml import read_yaml
 from ..errors import ConfigError
 from ..params import EpisodeParams
 from .axes import NOMINAL, get_axis
@@ -51,25 +52,21 @@ Mode = Literal["nominal", "one-at-a-time", "full", "random"]
 NOMINAL_ID = "nominal"
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class NamedLevel(_Frozen):
+class NamedLevel(StrictFrozen):
     """A raw level value with a name of its own (``{name: olive, value: [0.4, 0.4, 0.1]}``)."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.+-]+$")
     value: Any
 
 
-class AxisSpec(_Frozen):
+class AxisSpec(StrictFrozen):
     """The levels of one axis in a grid file."""
 
     levels: tuple[NamedLevel | str | float | int | bool | tuple[float, ...] | None, ...] = Field(min_length=1)
     heldout: tuple[str | float | int, ...] = ()
 
 
-class GridSpec(_Frozen):
+class GridSpec(StrictFrozen):
     """A grid file, validated (unknown keys are errors)."""
 
     name: str | None = None
@@ -362,10 +359,5 @@ def load_grid(grid: str | Path | Grid) -> Grid:
         path = GRIDS_DIR / f"{s}.yaml"
         if not path.exists():
             raise ConfigError(f"grid: unknown grid {s!r}, expected one of ({', '.join(list_grids())}) or a YAML path")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"grid: file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"grid {path.name}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    data = read_yaml(path, "grid")
     return grid_from_dict(data or {}, name=path.stem, source=path.name)

@@ -23,9 +23,10 @@ import re
 from pathlib import Path
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
+from .._model import Frozen
+from .._yaml import read_yaml
 from ..errors import ConfigError
 from ..params import LanguageParams
 
@@ -39,27 +40,23 @@ _ORDINAL_WORDS = ("first", "second", "third", "fourth", "fifth", "sixth", "seven
                   "seventeenth", "eighteenth", "nineteenth")
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _SetPhrasings(_Frozen):
+class _SetPhrasings(Frozen):
     train: tuple[str, ...]
     unseen: tuple[str, ...]
 
 
-class _Coordinates(_Frozen):
+class _Coordinates(Frozen):
     zero_based: _SetPhrasings
     one_based: _SetPhrasings
     go_letters: _SetPhrasings
 
 
-class _Distractors(_Frozen):
+class _Distractors(Frozen):
     prefix: tuple[str, ...]
     suffix: tuple[str, ...]
 
 
-class InstructionTemplates(_Frozen):
+class InstructionTemplates(Frozen):
     """The validated content of ``configs/instructions.yaml``."""
 
     templates: _SetPhrasings
@@ -77,12 +74,7 @@ def load_templates(path: str | Path = INSTRUCTIONS_FILE) -> InstructionTemplates
     from ..config import format_validation_error
 
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"instruction templates not found: {p}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p.name}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    data = read_yaml(p, "instruction templates") or {}
     try:
         t = InstructionTemplates.model_validate(data)
     except ValidationError as exc:
