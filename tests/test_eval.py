@@ -175,8 +175,15 @@ def test_resume_after_interrupt_and_report_matches_results(tmp_path: Path):
     assert len(ids) == len(set(ids)) == s["episodes_planned"] == s["episodes"] and s["complete"]
     assert calls[:2] == [1, 2]
     # a different run into the same directory is refused
-    with pytest.raises(ConfigError, match="another evaluation"):
+    with pytest.raises(ConfigError, match="another evaluation") as e:
         evaluate(cfg, "noop", out, grid=str(grid), episodes_per_cell=2, workers=1)
+    assert 'policy: "random" there, "noop" here' in str(e.value)
+    # ... and the refusal says what differs
+    with pytest.raises(ConfigError, match='seed: 0 there, 5 here'):
+        evaluate(cfg, "random", out, grid=str(grid), episodes_per_cell=2, workers=1, seed=5)
+    with pytest.raises(ConfigError, match=r"image_size: \[64, 64\] there, \[48, 48\] here"):
+        evaluate(load_config(overrides={"sim": {"image_height": 48, "image_width": 48, "max_steps": 20}}), "random",
+                 out, grid=str(grid), episodes_per_cell=2, workers=1)
     # the report's per-cell numbers equal those recomputed from results.jsonl
     page = (out / "report.html").read_text()
     table = {}
@@ -211,6 +218,11 @@ def test_resume_after_interrupt_and_report_matches_results(tmp_path: Path):
     with pytest.raises(ConfigError, match="made with MuJoCo 3.0.0, this run has"):
         evaluate(cfg, "random", out, grid=str(grid), episodes_per_cell=3, workers=1, videos_per_cell=0)
     assert (out / "results.jsonl").read_bytes() == results
+    # a damaged run record is one line, and nothing is lost
+    (out / "run.json").write_text('{"key": ')
+    with pytest.raises(ConfigError, match="run.json is damaged") as e:
+        evaluate(cfg, "random", out, grid=str(grid), episodes_per_cell=3, workers=1, videos_per_cell=0)
+    assert "\n" not in str(e.value) and (out / "results.jsonl").read_bytes() == results
 
 
 def test_bad_input_gives_one_line(tmp_path: Path):

@@ -361,6 +361,30 @@ class EvalProgress:
     errors: int
 
 
+
+def _key_change(prev: dict[str, Any], key: dict[str, Any], sim_meta: dict[str, Any]) -> str:
+    """What differs between the run key ``prev`` holds and ``key``, e.g. "seed: 0 there, 1 here"."""
+    old = prev.get("key") if isinstance(prev.get("key"), dict) else {}
+
+    def show(v: Any) -> str:
+        return json.dumps(v, default=str)[:60]
+
+    said = []
+    for name, now in key.items():
+        was = old.get(name)
+        if was == now:
+            continue
+        if name == "config_hash":
+            moved = [f"{k}: {show(prev.get(k))} there, {show(v)} here" for k, v in sim_meta.items() if prev.get(k) != v]
+            said += moved or [f"configuration: hash {was} there, {now} here"]
+        elif isinstance(now, dict) and isinstance(was, dict):
+            said += [f"{name}.{k}: {show(was.get(k))} there, {show(now.get(k))} here"
+                     for k in sorted(set(now) | set(was)) if was.get(k) != now.get(k)]
+        else:
+            said.append(f"{name}: {show(was)} there, {show(now)} here")
+    return "; ".join(said[:3]) + ("; ..." if len(said) > 3 else "") if said else "another run key"
+
+
 def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", episodes_per_cell: int = 10,
              seed: int = 0, workers: int | None = None, concurrency: int = 2, scheduler: str | None = None,
              adapter: dict[str, Any] | None = None, unnorm_key: str | None = None, videos_per_cell: int = 1,
@@ -463,12 +487,22 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
     out.mkdir(parents=True, exist_ok=True)
     run_path, res_path = out / RUN_FILE, out / RESULTS
     prev_rows: list[dict[str, Any]] = []
+    sim_meta = {"image_size": [cfg.sim.image_height, cfg.sim.image_width], "max_steps": cfg.sim.max_steps,
+                "control_hz": cfg.sim.control_hz}
     if run_path.exists() and not overwrite:
-        prev = json.loads(run_path.read_text())
+        try:
+            prev = json.loads(run_path.read_text(encoding="utf-8"))
+            if not isinstance(prev, dict):
+                raise ValueError(f"a JSON {type(prev).__name__}, not an object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            if probe is not None:
+                probe.close()
+            raise ConfigError(f"{run_path} is damaged ({str(exc).splitlines()[0][:80]}); use --overwrite to start "
+                              "the evaluation again, or another --out") from None
         refused = None
         if prev.get("key") != run_key:
-            refused = (f"{out} holds results of another evaluation (policy {prev.get('key', {}).get('policy')!r},"
-                       f" grid {prev.get('key', {}).get('grid', {}).get('name')!r}); use --overwrite or another --out")
+            refused = (f"{out} holds results of another evaluation ({_key_change(prev, run_key, sim_meta)}); "
+                       "use --overwrite or another --out")
         elif change := result_version_change(prev.get("versions"), versions()):
             refused = (f"{out} holds results made with {change}: the episodes would differ, so one "
                        "success rate would mix two simulators; use --overwrite or another --out")
@@ -487,8 +521,7 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
     meta = {"key": run_key, "policy_description": policy_desc, "versions": versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "episodes_per_cell": episodes_per_cell, "episodes_planned": len(episodes),
-            "image_size": [cfg.sim.image_height, cfg.sim.image_width], "max_steps": cfg.sim.max_steps,
-            "control_hz": cfg.sim.control_hz}
+            **sim_meta}
     run_path.write_text(json.dumps(meta, indent=2, default=str))
     run = RunSettings(cfg, policy, acfg, str(out), unnorm_key, timeout_s, retries, backoff_s)
     writer = _ResultsWriter(res_path, keep)
