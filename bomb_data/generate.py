@@ -15,6 +15,8 @@ import json
 import logging
 import os
 import platform
+import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -182,6 +184,18 @@ class Progress:
     successful_attempts: int
 
 
+def _cancelled_task_warning(record: logging.LogRecord) -> bool:
+    return "ended with CancelledError" not in record.getMessage()
+
+
+def _quiet_cancelled_tasks() -> None:
+    """In a local worker: drop the warning Dask logs for a task that closing the cluster cancels.
+
+    An interrupted run closes the cluster while an episode is running; that cancellation is expected.
+    """
+    logging.getLogger("distributed.worker.state_machine").addFilter(_cancelled_task_warning)
+
+
 @contextmanager
 def dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
     """A Dask client on ``scheduler``, or on a local cluster of ``workers`` single-threaded worker
@@ -211,9 +225,20 @@ def dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
                 os.environ.setdefault("LP_NUM_THREADS", "1")
             # No dashboard. The scheduler's plain HTTP server starts anyway: on a free port, so that two
             # runs on one machine do not warn "Port 8787 is already in use".
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                   scheduler_kwargs={"dashboard": False}, silence_logs=logging.WARNING)
+            # Ctrl-C reaches every process of the terminal's group. Worker processes start with SIGINT
+            # ignored (kept across exec; Python then installs no KeyboardInterrupt handler), so only this
+            # process handles it, closing the cluster, instead of each worker printing a traceback.
+            main_thread = threading.current_thread() is threading.main_thread()
+            old_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+            try:
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=":0", scheduler_kwargs={"dashboard": False},
+                                       silence_logs=logging.WARNING)
+            finally:
+                if old_sigint is not None:
+                    signal.signal(signal.SIGINT, old_sigint)
             client = Client(cluster)
+            client.run(_quiet_cancelled_tasks)
         yield client
     finally:
         if client is not None:

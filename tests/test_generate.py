@@ -94,6 +94,30 @@ def test_sigkill_then_resume_gives_exactly_n(tmp_path: Path):
     assert_same_stores(s, EpisodeStore(tmp_path / "ref"))
 
 
+def test_ctrl_c_with_worker_processes_is_one_line_then_resumes(tmp_path: Path):
+    # Ctrl-C in a terminal signals the whole process group: the Dask worker processes too
+    out = tmp_path / "store"
+    args = ("generate", "--n", "6", "--out", str(out), "--image-size", "48", "--quiet")
+    p = _cli(*args, "--workers", "2")
+    commit = out / "meta/commit.json"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if commit.exists() and json.loads(commit.read_text())["episodes"] >= 1:
+            break
+        if p.poll() is not None:
+            pytest.fail(f"generate ended early: {p.stderr.read()}")
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130
+    assert err.strip().splitlines() == ["interrupted: everything committed so far is kept; rerun the same command "
+                                        "to resume (an export starts again)"]
+    p2 = _cli(*args, "--workers", "1")
+    _, err = p2.communicate(timeout=300)
+    assert p2.returncode == 0, err
+    assert [m["episode_index"] for m in EpisodeStore(out).episodes] == list(range(6))
+
+
 def test_truncated_shard_is_detected_and_redone(tmp_path: Path):
     out = tmp_path / "store"
     generate(small_cfg(2), out, workers=1, mode="overwrite")
