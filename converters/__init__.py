@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import importlib
 import logging
+import multiprocessing as mp
 import os
 import shutil
+import signal
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from bomb_data.errors import ExportError
 from bomb_data.store.format import pid_alive
@@ -32,6 +36,22 @@ FORMATS: dict[str, str] = {
     "hdf5": "converters.hdf5",
     "zarr": "converters.zarr_replay",
 }
+
+
+def _worker_start(initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
+    # Ctrl-C signals the terminal's whole process group; the parent handles it and shuts the pool
+    # down, so a worker ignores it rather than print a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def process_pool(workers: int, initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = (),
+                 context: Any = None) -> ProcessPoolExecutor:
+    """A pool of ``workers`` processes started with ``spawn`` (the store's zarr reader runs a background
+    event-loop thread, which a forked child must not inherit), which leave Ctrl-C to this process."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context or mp.get_context("spawn"),
+                               initializer=_worker_start, initargs=(initializer, initargs))
 
 
 def get(fmt: str) -> ModuleType:

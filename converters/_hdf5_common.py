@@ -17,11 +17,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import multiprocessing as mp
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,7 +30,7 @@ from numpy.typing import NDArray
 from bomb_data.errors import ExportError
 from bomb_data.store import EpisodeStore
 
-from . import check_replaceable, remove_path, remove_stale_temps, swap_into_place
+from . import check_replaceable, process_pool, remove_path, remove_stale_temps, swap_into_place
 
 log = logging.getLogger(__name__)
 
@@ -183,9 +182,8 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
                 in_flight: int | None = None) -> Iterator[R]:
     """``map(fn, items)`` in order, over ``workers`` processes, with at most ``in_flight`` pending.
 
-    ``workers <= 1`` runs in this process (after calling ``initializer``). Worker processes are
-    started with ``spawn``: the store's zarr reader runs a background event-loop thread, which a
-    forked child must not inherit. At most ``in_flight`` (default 2 x workers) results exist at
+    ``workers <= 1`` runs in this process (after calling ``initializer``); otherwise a
+    :func:`converters.process_pool`. At most ``in_flight`` (default 2 x workers) results exist at
     once, which bounds memory to a few episodes.
     """
     if workers <= 1:
@@ -195,8 +193,7 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
             yield fn(x)
         return
     limit = in_flight or 2 * workers
-    ex = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                             initializer=initializer, initargs=initargs)
+    ex = process_pool(workers, initializer, initargs)
     pending: deque[Future[R]] = deque()
     it = iter(items)
     try:

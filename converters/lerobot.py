@@ -37,7 +37,7 @@ import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,7 @@ from bomb_data.schema import CAMERAS, FEATURES_BY_KEY
 
 from . import _lerobot_stats as st
 from . import _lerobot_video as vid
-from . import check_out_apart, check_replaceable, remove_stale_temps, swap_into_place
+from . import check_out_apart, check_replaceable, process_pool, remove_stale_temps, swap_into_place
 
 logger = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ class _Jobs:
             pin = (dict(initializer=_pin_worker, initargs=(ctx.Value("i", 0), cpus))
                    if os.environ.get(PIN_ENV, "1") != "0" and hasattr(os, "sched_setaffinity") and workers <= len(cpus)
                    else {})
-            self.pool: Executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, **pin)
+            self.pool: Executor = process_pool(workers, context=ctx, **pin)
         else:
             self.pool = ThreadPoolExecutor(max_workers=len(CAMERAS))
 

@@ -179,3 +179,28 @@ def test_leftovers_of_a_killed_export_are_removed_by_the_next(tiny_store: Path, 
     running.mkdir()
     converters.get(fmt).export(tiny_store, out, **opts)
     assert not any(p.exists() for p in left) and running.is_dir() and out.exists()
+
+
+def _sigint_disposition() -> int:
+    import signal
+
+    return int(signal.getsignal(signal.SIGINT))
+
+
+def test_export_worker_processes_leave_ctrl_c_to_the_export() -> None:
+    # Ctrl-C signals the terminal's whole process group; the export handles it and shuts its pool
+    # down, so the workers must not each raise KeyboardInterrupt and print a traceback
+    import signal
+
+    from converters import _hdf5_common, lerobot
+
+    jobs = lerobot._Jobs(2)
+    try:
+        assert {jobs.pool.submit(_sigint_disposition).result(timeout=120) for _ in range(4)} == {signal.SIG_IGN}
+    finally:
+        jobs.close()
+    assert set(_hdf5_common.ordered_map(_sigint_disposition_of, range(4), workers=2)) == {int(signal.SIG_IGN)}
+
+
+def _sigint_disposition_of(_: int) -> int:
+    return _sigint_disposition()
