@@ -139,7 +139,7 @@ def preview(out: Path, grid: str, n: int, seed: int, config_path: Path | None) -
 @click.option("--overwrite", is_flag=True, help="Replace an existing export at --out.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes to use [default: one per usable core].")
-@click.option("--image-size", type=click.IntRange(min=8), default=None,
+@click.option("--image-size", type=click.IntRange(min=8, max=2048), default=None,
               help="Resize images to SIZE x SIZE at export (e.g. 224) [default: as stored].")
 @click.option("--include-failures", is_flag=True, help="Also export episodes flagged as failed.")
 @click.option("--action-space", type=click.Choice(["canonical", "bomb4"]), default="canonical", show_default=True,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -136,10 +137,13 @@ class EpisodeStore:
         for path, n in rows.items():
             a = self._group[path]
             grid = [math.ceil(n / a.chunks[0])] + [math.ceil(s / k) for s, k in zip(a.shape[1:], a.chunks[1:])]
+            base = self.root / path / "c"
+            # one directory listing per array, not a stat per chunk (thousands on a big store)
+            present = {Path(d, f).relative_to(base).as_posix() for d, _, files in os.walk(base) for f in files}
             for idx in itertools.product(*map(range, grid)):
-                key = self.root / path / "c" / "/".join(map(str, idx))
-                if not key.is_file():
-                    raise StoreError(f"{self.root} is damaged: chunk {key.relative_to(self.root)} is missing "
+                key = "/".join(map(str, idx))
+                if key not in present:
+                    raise StoreError(f"{self.root} is damaged: chunk {path}/c/{key} is missing "
                                      "(its rows would read as zeros); restore it from a copy or generate it again")
 
     # -- description ---------------------------------------------------------------------------
