@@ -12,6 +12,7 @@ JSON-serialisable summary (episodes, frames, bytes, seconds, output path). Heavy
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import multiprocessing as mp
@@ -19,7 +20,7 @@ import os
 import shutil
 import signal
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from types import ModuleType
@@ -48,8 +49,9 @@ def _worker_start(initializer: Callable[..., None] | None, initargs: tuple[Any, 
 
 def process_pool(workers: int, initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = (),
                  context: Any = None) -> ProcessPoolExecutor:
-    """A pool of ``workers`` processes started with ``spawn`` (the store's zarr reader runs a background
-    event-loop thread, which a forked child must not inherit), which leave Ctrl-C to this process."""
+    """A pool of ``workers`` processes that leave Ctrl-C to this process, started with ``spawn`` unless
+    ``context`` says otherwise (the store's zarr reader runs a background event-loop thread, which a
+    forked child must not inherit)."""
     return ProcessPoolExecutor(max_workers=workers, mp_context=context or mp.get_context("spawn"),
                                initializer=_worker_start, initargs=(initializer, initargs))
 
@@ -134,8 +136,31 @@ def swap_into_place(tmp: Path, out: Path, recheck: Callable[[], None]) -> None:
         raise
 
 
+@contextlib.contextmanager
+def staged(final: Path, recheck: Callable[[], None], is_dir: bool) -> Iterator[Path]:
+    """Yield a hidden temporary path beside ``final`` (a new directory if ``is_dir``); when the block
+    succeeds, :func:`swap_into_place` renames it to ``final`` (``recheck`` first judges an existing
+    ``final`` again, e.g. :func:`check_replaceable`). On any exception, KeyboardInterrupt included,
+    the temporary path is removed and ``final`` is untouched. Check ``final`` before the block too:
+    nothing here refuses it before the work is done.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(final)
+    tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
+    remove_path(tmp)
+    if is_dir:
+        tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        remove_path(tmp)
+        raise
+    swap_into_place(tmp, final, recheck)
+
+
 #: Hidden siblings of an --out that exporters write (``.NAME.<tag><pid>...``): the export being
-#: written, and an old export moved aside during the final rename.
+#: written, and an old export moved aside during the final rename (``.rlds-tmp-``: what earlier versions
+#: of the RLDS export called the first).
 TEMP_TAGS = (".partial-", ".old-", ".rlds-tmp-")
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -30,7 +29,7 @@ from numpy.typing import NDArray
 from bomb_data.errors import ExportError
 from bomb_data.store import EpisodeStore
 
-from . import check_replaceable, process_pool, remove_path, remove_stale_temps, swap_into_place
+from . import check_replaceable, process_pool, staged
 
 log = logging.getLogger(__name__)
 
@@ -143,30 +142,17 @@ def meta_attrs(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------- atomic outputs
-@contextlib.contextmanager
 def staged_path(final: Path, overwrite: bool, what: str, is_ours: Callable[[Path], bool],
-                is_dir: bool) -> Iterator[Path]:
-    """Yield a hidden temporary path beside ``final``; rename it to ``final`` when the block succeeds.
-
-    On any exception (including KeyboardInterrupt) the temporary file or directory is removed and
-    ``final`` is untouched. An existing ``final`` is replaced only at the very end, only if it is an
-    earlier export of this kind (``what``, ``is_ours``) and only with ``overwrite``
-    (:func:`converters.check_replaceable`).
+                is_dir: bool) -> contextlib.AbstractContextManager[Path]:
+    """:func:`converters.staged` for an ``--out`` judged by :func:`converters.check_replaceable`: an existing
+    ``final`` is replaced, at the very end, only if it is an earlier export of this kind (``what``,
+    ``is_ours``) and only with ``overwrite``; it is judged now and again just before the rename.
     """
-    check_replaceable(final, overwrite, what, is_ours, file=not is_dir)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(final)
-    tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
-    remove_path(tmp)
-    if is_dir:
-        tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        remove_path(tmp)
-        raise
-    # still refused if it appeared meanwhile and is not ours, or without --overwrite
-    swap_into_place(tmp, final, lambda: check_replaceable(final, overwrite, what, is_ours, file=not is_dir))
+    def check() -> None:
+        check_replaceable(final, overwrite, what, is_ours, file=not is_dir)
+
+    check()
+    return staged(final, check, is_dir)
 
 
 def tree_bytes(p: Path) -> int:

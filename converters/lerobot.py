@@ -52,7 +52,7 @@ from bomb_data.schema import CAMERAS, FEATURES_BY_KEY
 
 from . import _lerobot_stats as st
 from . import _lerobot_video as vid
-from . import check_out_apart, check_replaceable, process_pool, remove_stale_temps, swap_into_place
+from . import check_out_apart, check_replaceable, process_pool, staged
 
 logger = logging.getLogger(__name__)
 
@@ -353,23 +353,17 @@ def export(
     if not indices:
         raise ExportError(f"{store_path} holds no successful episode to export (pass --include-failures)")
 
-    remove_stale_temps(out)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    (tmp / "meta").mkdir(parents=True)
-    jobs = _Jobs(workers)
-    ok = False
-    try:
-        summary = _write(store, indices, tmp, jobs, keys=keys, version=version, fps=fps, hw=(h, w),
-                         image_size=image_size, codec=codec, video=video, workers=workers, progress=progress,
-                         chunks_size=chunks_size, data_mb=data_files_size_in_mb, video_mb=video_files_size_in_mb)
-        ok = True
-    finally:
-        jobs.close(cancel=not ok)
-        if not ok:
-            shutil.rmtree(tmp, ignore_errors=True)
-    swap_into_place(tmp, out, lambda: check_replaceable(out, overwrite, WHAT, _is_ours))
+    with staged(out, lambda: check_replaceable(out, overwrite, WHAT, _is_ours), is_dir=True) as tmp:
+        (tmp / "meta").mkdir()
+        jobs = _Jobs(workers)
+        try:
+            summary = _write(store, indices, tmp, jobs, keys=keys, version=version, fps=fps, hw=(h, w),
+                             image_size=image_size, codec=codec, video=video, workers=workers, progress=progress,
+                             chunks_size=chunks_size, data_mb=data_files_size_in_mb, video_mb=video_files_size_in_mb)
+        except BaseException:
+            jobs.close(cancel=True)
+            raise
+        jobs.close()
     summary.update(out=str(out), seconds=round(time.perf_counter() - t0, 3))
     # the key the other exporters use; dataset frames (rows), each carrying one image per camera
     summary["frames_per_second"] = round(summary["frames"] / max(summary["seconds"], 1e-9), 1)

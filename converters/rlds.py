@@ -23,12 +23,10 @@ import logging
 import math
 import multiprocessing as mp
 import os
-import shutil
 import sys
 import time
-import uuid
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 from queue import Empty
 from typing import Any
@@ -38,7 +36,7 @@ import numpy as np
 from bomb_data.errors import ExportError
 from bomb_data.store import EpisodeStore
 
-from . import check_out_apart, check_replaceable, remove_stale_temps, swap_into_place
+from . import check_out_apart, check_replaceable, process_pool, staged
 from ._rlds_registration import registration_source
 from ._rlds_spec import (
     ACTION_SPACES,
@@ -60,7 +58,6 @@ log = logging.getLogger(__name__)
 REGISTRATION_FILE = "openvla_registration.py"
 SUMMARY_FILE = "bomb_data_export.json"
 SHARD_TARGET_BYTES = 200 * 1024 * 1024
-_TMP_TAG = ".rlds-tmp-"
 
 
 # ------------------------------------------------------------------------------------ validation
@@ -164,8 +161,7 @@ def _run_tasks(tasks: list[dict[str, Any]], workers: int, progress: Callable[[in
     ctx = mp.get_context("spawn" if "tensorflow" in sys.modules or os.name != "posix" else "fork")
     queue = ctx.Queue()
     results = []
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker,
-                             initargs=(queue,)) as pool:
+    with process_pool(min(workers, len(tasks)), _init_worker, (queue,), context=ctx) as pool:
         pending = {pool.submit(_write_shard, t, **kw) for t in tasks}
         try:
             while pending:
@@ -234,13 +230,9 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
         raise ExportError(f"{store_path} has no successful episode to export "
                           f"(pass --include-failures to export failed ones)")
     _check_out(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out)
-
-    tmp = out.parent / f".{out.name}{_TMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    data_dir = tmp / DATASET_NAME / VERSION
-    data_dir.mkdir(parents=True)
-    try:
+    with staged(out, lambda: _check_out(out, overwrite, warn=False), is_dir=True) as tmp:
+        data_dir = tmp / DATASET_NAME / VERSION
+        data_dir.mkdir(parents=True)
         tasks = _plan_shards(store, groups, workers, image_size)
         log.info("exporting %d episodes of %s in %d shards with %d worker(s)",
                  sum(len(v) for v in groups.values()), store_path, len(tasks), workers)
@@ -274,10 +266,6 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
             "heldout_splits": heldout_cells(store, include_failures),
         }
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-        swap_into_place(tmp, out, lambda: _check_out(out, overwrite, warn=False))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("wrote %s: %d episodes, %d frames in %.1f s", out, summary["episodes"], frames, seconds)
     return summary
 
