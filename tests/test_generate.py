@@ -63,18 +63,25 @@ def _cli(*args: str, **kw) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)
 
 
+def _wait_for_first_commit(p: subprocess.Popen, store: Path) -> None:
+    """Return once the running ``generate`` ``p`` has committed an episode to ``store``."""
+    commit = store / "meta/commit.json"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if commit.exists() and json.loads(commit.read_text())["episodes"] >= 1:
+            return
+        if p.poll() is not None:
+            pytest.fail(f"generate ended early: {p.stderr.read()}")
+        time.sleep(0.05)
+    pytest.fail("generate committed nothing in 240 s")
+
+
 def test_sigkill_then_resume_gives_exactly_n(tmp_path: Path):
     out = tmp_path / "store"
     args = ("generate", "--n", "5", "--out", str(out), "--image-size", "48", "--workers", "1", "--quiet")
     p = _cli(*args)
     commit = out / "meta/commit.json"
-    deadline = time.time() + 240
-    while time.time() < deadline:  # kill as soon as something is committed, mid-run
-        if commit.exists() and json.loads(commit.read_text())["episodes"] >= 1:
-            break
-        if p.poll() is not None:
-            pytest.fail(f"generate ended early: {p.stderr.read()}")
-        time.sleep(0.05)
+    _wait_for_first_commit(p, out)  # kill as soon as something is committed, mid-run
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
     killed_at = json.loads(commit.read_text())["episodes"]
@@ -99,14 +106,7 @@ def test_ctrl_c_with_worker_processes_is_one_line_then_resumes(tmp_path: Path):
     out = tmp_path / "store"
     args = ("generate", "--n", "6", "--out", str(out), "--image-size", "48", "--quiet")
     p = _cli(*args, "--workers", "2")
-    commit = out / "meta/commit.json"
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        if commit.exists() and json.loads(commit.read_text())["episodes"] >= 1:
-            break
-        if p.poll() is not None:
-            pytest.fail(f"generate ended early: {p.stderr.read()}")
-        time.sleep(0.05)
+    _wait_for_first_commit(p, out)
     os.killpg(p.pid, signal.SIGINT)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130
