@@ -129,6 +129,16 @@ def preview(out: Path, grid: str, n: int, seed: int, config_path: Path | None) -
 
 
 # ---------------------------------------------------------------------------------------- export
+def _default_export_dir(fmt: str, lerobot_version: str, layout: str) -> str:
+    """The directory under data/exports/ of an export with no --out: one per kind of output, so that
+    exporting every kind with the defaults collides nowhere."""
+    if fmt == "lerobot":
+        return f"lerobot_{lerobot_version}"
+    if fmt == "hdf5":
+        return {"aloha": "aloha", "robotwin": "robotwin/bomb_go"}.get(layout, "hdf5")
+    return fmt
+
+
 @main.command()
 @click.option("--format", "fmt", type=click.Choice(["rlds", "lerobot", "hdf5", "zarr"]), required=True,
               help="Target format.")
@@ -168,10 +178,8 @@ def export(fmt: str, store: Path, out: Path | None, overwrite: bool, workers: in
 
     s = EpisodeStore(store)
     s.require_nonempty()
-    if out is None:  # one default per kind of output, so exporting every kind with no --out collides nowhere
-        out = DEFAULT_EXPORTS / {"lerobot": f"lerobot_{lerobot_version}",
-                                 "hdf5": {"aloha": "aloha", "robotwin": "robotwin/bomb_go"}.get(layout, "hdf5")
-                                 }.get(fmt, fmt)
+    if out is None:
+        out = DEFAULT_EXPORTS / _default_export_dir(fmt, lerobot_version, layout)
     workers = workers or default_workers()
     common: dict[str, Any] = dict(overwrite=overwrite, workers=workers, image_size=image_size,
                                   include_failures=include_failures)

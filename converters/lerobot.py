@@ -321,7 +321,8 @@ def export(
 
     Returns:
         Summary: format, version, preset keys, episodes, frames, bytes, video_bytes, seconds,
-        frames_per_second (dataset frames), camera_frames_per_second (images: frames x cameras), out.
+        frames_per_second (dataset frames), camera_frames_per_second (images: frames x cameras), output
+        (the dataset directory, under the key the other exporters use).
 
     Raises:
         ExportError: bad option, non-empty ``out`` without overwrite, nothing to export.
@@ -364,7 +365,7 @@ def export(
             jobs.close(cancel=True)
             raise
         jobs.close()
-    summary.update(out=str(out), seconds=round(time.perf_counter() - t0, 3))
+    summary.update(output=str(out), seconds=round(time.perf_counter() - t0, 3))
     # the key the other exporters use; dataset frames (rows), each carrying one image per camera
     summary["frames_per_second"] = round(summary["frames"] / max(summary["seconds"], 1e-9), 1)
     summary["camera_frames_per_second"] = round(len(CAMERAS) * summary["frames_per_second"], 1)
