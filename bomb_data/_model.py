@@ -30,7 +30,7 @@ class StrictFrozen(Frozen):
     given for a field that declares a tuple is read as one.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(strict=True)  # merged with Frozen's
 
     @model_validator(mode="before")
     @classmethod

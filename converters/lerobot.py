@@ -342,7 +342,11 @@ def export(
     store.require_nonempty()
     out = Path(out)
     check_out_apart(store_path, out)
-    check_replaceable(out, overwrite, WHAT, _is_ours)
+
+    def check_out() -> None:
+        check_replaceable(out, overwrite, WHAT, _is_ours)
+
+    check_out()
     fps_f = store.fps
     if abs(fps_f - round(fps_f)) > 1e-9:
         raise ExportError(f"LeRobot needs an integer fps; the store runs at {fps_f} Hz")
@@ -354,7 +358,7 @@ def export(
     if not indices:
         raise ExportError(f"{store_path} holds no successful episode to export (pass --include-failures)")
 
-    with staged(out, lambda: check_replaceable(out, overwrite, WHAT, _is_ours), is_dir=True) as tmp:
+    with staged(out, check_out, is_dir=True) as tmp:
         (tmp / "meta").mkdir()
         jobs = _Jobs(workers)
         try:

@@ -385,6 +385,47 @@ def _key_change(prev: dict[str, Any], key: dict[str, Any], sim_meta: dict[str, A
     return "; ".join(said[:3]) + ("; ..." if len(said) > 3 else "") if said else "another run key"
 
 
+def _prior_results(out: Path, run_key: dict[str, Any], sim_meta: dict[str, Any], overwrite: bool
+                   ) -> list[dict[str, Any]]:
+    """Make ``out`` ready for the run ``run_key``; return the result rows of an earlier run of it to keep.
+
+    Raises:
+        ConfigError: ``out`` holds other files, a damaged ``run.json``, or results of another run
+            (the line says what differs) or of other versions, and ``overwrite`` is not given.
+    """
+    from ..generate import versions
+    from ..store.writer import result_version_change
+
+    if out.is_dir():
+        # results go only into an evaluation directory (or a new or empty one), never into a store or export
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in OUR_FILES and not p.name.startswith("."))
+        if foreign:
+            raise ConfigError(f"--out {out} holds other files ({', '.join(foreign[:3])}"
+                              f"{', ...' if len(foreign) > 3 else ''}); choose an --out of its own for the results")
+    out.mkdir(parents=True, exist_ok=True)
+    run_path, res_path = out / RUN_FILE, out / RESULTS
+    if overwrite:
+        for p in (res_path, out / SUMMARY, out / REPORT):
+            p.unlink(missing_ok=True)
+        return []
+    if not run_path.exists():
+        return []
+    try:
+        prev = json.loads(run_path.read_text(encoding="utf-8"))
+        if not isinstance(prev, dict):
+            raise ValueError(f"a JSON {type(prev).__name__}, not an object")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{run_path} is damaged ({str(exc).splitlines()[0][:80]}); use --overwrite to start "
+                          "the evaluation again, or another --out") from None
+    if prev.get("key") != run_key:
+        raise ConfigError(f"{out} holds results of another evaluation ({_key_change(prev, run_key, sim_meta)}); "
+                          "use --overwrite or another --out")
+    if change := result_version_change(prev.get("versions"), versions()):
+        raise ConfigError(f"{out} holds results made with {change}: the episodes would differ, so one "
+                          "success rate would mix two simulators; use --overwrite or another --out")
+    return read_results(res_path)
+
+
 def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", episodes_per_cell: int = 10,
              seed: int = 0, workers: int | None = None, concurrency: int = 2, scheduler: str | None = None,
              adapter: dict[str, Any] | None = None, unnorm_key: str | None = None, videos_per_cell: int = 1,
@@ -421,7 +462,6 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
 
     from ..config import format_validation_error
     from ..generate import versions
-    from ..store.writer import result_version_change
 
     t0 = time.perf_counter()
     spec = parse_policy_spec(policy)
@@ -476,44 +516,15 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
     run_key = {"policy": policy, "adapter": acfg.model_dump(mode="json"), "unnorm_key": unnorm_key,
                "grid": grid_desc, "seed": seed, "config_hash": cfg.content_hash()}
     out = Path(out)
-    if out.is_dir():
-        # results go only into an evaluation directory (or a new or empty one), never into a store or export
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in OUR_FILES and not p.name.startswith("."))
-        if foreign:
-            if probe is not None:
-                probe.close()
-            raise ConfigError(f"--out {out} holds other files ({', '.join(foreign[:3])}"
-                              f"{', ...' if len(foreign) > 3 else ''}); choose an --out of its own for the results")
-    out.mkdir(parents=True, exist_ok=True)
     run_path, res_path = out / RUN_FILE, out / RESULTS
-    prev_rows: list[dict[str, Any]] = []
     sim_meta = {"image_size": [cfg.sim.image_height, cfg.sim.image_width], "max_steps": cfg.sim.max_steps,
                 "control_hz": cfg.sim.control_hz}
-    if run_path.exists() and not overwrite:
-        try:
-            prev = json.loads(run_path.read_text(encoding="utf-8"))
-            if not isinstance(prev, dict):
-                raise ValueError(f"a JSON {type(prev).__name__}, not an object")
-        except (ValueError, UnicodeDecodeError) as exc:
-            if probe is not None:
-                probe.close()
-            raise ConfigError(f"{run_path} is damaged ({str(exc).splitlines()[0][:80]}); use --overwrite to start "
-                              "the evaluation again, or another --out") from None
-        refused = None
-        if prev.get("key") != run_key:
-            refused = (f"{out} holds results of another evaluation ({_key_change(prev, run_key, sim_meta)}); "
-                       "use --overwrite or another --out")
-        elif change := result_version_change(prev.get("versions"), versions()):
-            refused = (f"{out} holds results made with {change}: the episodes would differ, so one "
-                       "success rate would mix two simulators; use --overwrite or another --out")
-        if refused:
-            if probe is not None:
-                probe.close()
-            raise ConfigError(refused)
-        prev_rows = read_results(res_path)
-    elif overwrite:
-        for p in (res_path, out / SUMMARY, out / REPORT):
-            p.unlink(missing_ok=True)
+    try:
+        prev_rows = _prior_results(out, run_key, sim_meta, overwrite)
+    except BaseException:
+        if probe is not None:
+            probe.close()
+        raise
     wanted = {e.episode_id for e in episodes}
     done_ids = {r["episode_id"] for r in prev_rows}
     keep = [r for r in prev_rows if r["episode_id"] in wanted]
