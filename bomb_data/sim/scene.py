@@ -35,8 +35,14 @@ TRAY_CENTER_XY_OFFSET = 0.11  # tray centre this far beyond the board's right ed
 TRAY_HALF_M = 0.05
 TRAY_PLATE_M = 0.004
 STONE_BLACK = (0.06, 0.06, 0.07, 1.0)
-STONE_WHITE = (0.93, 0.93, 0.90, 1.0)
+STONE_WHITE = (0.76, 0.76, 0.74, 1.0)  # lit to near white; at 0.93 the stone saturated flat (see below)
 BOARD_WOOD = (0.86, 0.68, 0.40, 1.0)
+#: Grey the board's material multiplies its wood-and-grid texture by. MuJoCo's renderer clamps the
+#: lit colour (ambient + diffuse + specular) to 1 before it multiplies the texture, and the nominal
+#: lights sum to about 1.23: with a white material the board top is saturated, so specular,
+#: shininess and any brighter light leave it unchanged. At 0.75 the nominal board is ~8% darker
+#: than the saturated texture and every board reflectivity and light level shows.
+BOARD_MATERIAL_GREY = 0.75
 
 
 @dataclass(frozen=True)
@@ -140,7 +146,6 @@ def build_scene(cfg: SimConfig, p: SceneParams) -> Scene:
     m = spec.add_material(name="table", rgba=(0.55, 0.42, 0.30, 1), specular=0.1, shininess=0.1)
     m.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = "table_tex"
     m.texrepeat = [3, 3]
-    spec.add_material(name="board", rgba=BOARD_WOOD, specular=0.1, shininess=0.1)
     spec.add_material(name="stone_black", rgba=STONE_BLACK, specular=0.3, shininess=0.5)
     spec.add_material(name="stone_white", rgba=STONE_WHITE, specular=0.3, shininess=0.5)
     spec.add_material(name="tray", rgba=(0.35, 0.22, 0.12, 1), specular=0.2, shininess=0.3)
@@ -177,7 +182,8 @@ def build_scene(cfg: SimConfig, p: SceneParams) -> Scene:
     t = spec.add_texture(name="board_grid", type=mujoco.mjtTexture.mjTEXTURE_2D, width=gtex.shape[1],
                          height=gtex.shape[0], nchannel=3)
     t.data = gtex.tobytes()
-    gm = spec.add_material(name="board_grid", rgba=(1, 1, 1, 1), specular=0.1, shininess=0.1)
+    k = BOARD_MATERIAL_GREY
+    gm = spec.add_material(name="board_grid", rgba=(k, k, k, 1), specular=0.1, shininess=0.1)
     gm.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = "board_grid"
 
     # Supply tray beside the board (on the robot's right).
@@ -230,7 +236,6 @@ def build_scene(cfg: SimConfig, p: SceneParams) -> Scene:
         "agentview_cam": mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, "agentview"),
         "wrist_cam": mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, "wrist"),
         "mat_table": mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_MATERIAL, "table"),
-        "mat_board": mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_MATERIAL, "board"),
         "mat_board_grid": mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_MATERIAL, "board_grid"),
         "mat_black": mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_MATERIAL, "stone_black"),
         "mat_white": mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_MATERIAL, "stone_white"),
@@ -330,9 +335,9 @@ def apply_appearance(sc: Scene, p: SceneParams, rng: np.random.Generator, board_
     m = sc.model
     ids = sc.ids
     m.mat_rgba[ids["mat_table"]] = [*p.table_rgb, 1.0]
-    for mb in (ids["mat_board"], ids["mat_board_grid"]):
-        m.mat_specular[mb], m.mat_shininess[mb], m.mat_reflectance[mb] = (
-            p.board_specular, p.board_shininess, p.board_reflectance)
+    mb = ids["mat_board_grid"]
+    m.mat_specular[mb], m.mat_shininess[mb], m.mat_reflectance[mb] = (
+        p.board_specular, p.board_shininess, p.board_reflectance)
     for mid in (ids["mat_black"], ids["mat_white"]):
         m.mat_specular[mid], m.mat_shininess[mid], m.mat_reflectance[mid] = (
             p.stone_specular, p.stone_shininess, p.stone_reflectance)
