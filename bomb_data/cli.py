@@ -20,10 +20,34 @@ DEFAULT_STORE = Path("data/bomb_go")
 DEFAULT_EXPORTS = Path("data/exports")
 
 
+# click >= 8.2 reports a group called without a command as this usage error (8.1 exits with help).
+_NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class _Group(click.Group):
-    """Turns errors into one clean line (no traceback): BombDataError and a path the system refuses
-    (missing, not a directory, read-only, permission) exit with status 2; anything unexpected with
-    status 1, its traceback shown with -vv."""
+    """Turns errors into one clean line (no traceback): a usage error (an unknown option, a bad
+    value), BombDataError and a path the system refuses (missing, not a directory, read-only,
+    permission) exit with status 2; anything unexpected with status 1, its traceback shown with -vv."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except _NoArgsIsHelp as exc:  # a group called alone shows its help
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:  # click's own form is three lines: usage, hint, error
+            where = exc.ctx.command_path if exc.ctx is not None else "bomb-data"
+            click.echo(f"error: {exc.format_message()} (see '{where} --help')", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

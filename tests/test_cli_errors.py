@@ -81,3 +81,20 @@ def test_eval_never_writes_its_results_into_a_store(run_cli, tiny_store: Path, t
                     "--image-size", "32", "-q", *extra)
         assert p.returncode == 2 and "choose an --out of its own" in _one_line(p)
     assert sorted(str(x.relative_to(store)) for x in store.rglob("*")) == before
+
+
+@pytest.mark.parametrize("args, said", [
+    (["export", "--format", "nope"], "Invalid value for '--format'"),
+    (["generate", "--bogus"], "No such option '--bogus'"),
+    (["export", "--image-size", "100000"], "not in the range 8<=x<=2048"),
+    (["grid", "show"], "Missing argument 'NAME'"),
+    (["nocmd"], "No such command 'nocmd'"),
+])
+def test_usage_errors_are_one_line(run_cli, args: list[str], said: str) -> None:  # noqa: ANN001
+    p = run_cli(*args)
+    assert p.returncode == 2 and said in _one_line(p) and "--help" in p.stderr
+
+
+def test_a_group_alone_still_shows_its_help(run_cli) -> None:  # noqa: ANN001
+    p = run_cli("grid")
+    assert p.returncode == 2 and "Commands:" in p.stderr and "show" in p.stderr
