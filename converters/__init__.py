@@ -141,9 +141,11 @@ def staged(final: Path, recheck: Callable[[], None], is_dir: bool) -> Iterator[P
     """Yield a hidden temporary path beside ``final`` (a new directory if ``is_dir``); when the block
     succeeds, :func:`swap_into_place` renames it to ``final`` (``recheck`` first judges an existing
     ``final`` again, e.g. :func:`check_replaceable`). On any exception, KeyboardInterrupt included,
-    the temporary path is removed and ``final`` is untouched. Check ``final`` before the block too:
-    nothing here refuses it before the work is done.
+    the temporary path is removed, and so are the directories made to hold ``final`` (if still empty);
+    ``final`` is untouched. Check ``final`` before the block too: nothing here refuses it before the
+    work is done.
     """
+    made = [d for d in (final.parent, *final.parent.parents) if not d.exists()]  # deepest first
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(final)
     tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
@@ -154,6 +156,11 @@ def staged(final: Path, recheck: Callable[[], None], is_dir: bool) -> Iterator[P
         yield tmp
     except BaseException:
         remove_path(tmp)
+        for d in made:
+            try:
+                d.rmdir()
+            except OSError:  # something else was put there meanwhile
+                break
         raise
     swap_into_place(tmp, final, recheck)
 
