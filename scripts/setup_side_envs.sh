@@ -8,7 +8,14 @@
 #
 # A side env is rebuilt only when its recipe changed (the recipe's hash is stored in the env), or,
 # for recipes that install this repository ("$REPO[...]"), when pyproject.toml changed.
+#
+# Disk: a recipe may name one big package to share with the other side envs, in a line
+#   # shared-layer: torch==2.13.0
+# That package alone (no dependencies) is installed once into .venvs/_layer-<hash> and put on each
+# such env's path by a .pth file; the env's own `pip install torch==2.13.0` then finds it
+# already satisfied and installs only its small dependencies. Three envs use torch (754 MB each).
 set -euo pipefail
+export PIP_NO_CACHE_DIR=1   # a pip cache would hold a second copy of every wheel
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 PY="${PYTHON:-python3}"
@@ -34,6 +41,20 @@ for name in "${names[@]}"; do
   "$PY" -m venv "$env_dir"
   "$env_dir/bin/python" -m pip install -q --upgrade pip >/dev/null
   start=$(date +%s)
+  layer_spec="$(sed -n 's/^# shared-layer: *//p' "$recipe" | head -n1)"
+  if [ -n "$layer_spec" ]; then
+    layer="$repo/.venvs/_layer-$(printf '%s' "$layer_spec" | sha256sum | cut -c1-16)"
+    if [ ! -f "$layer/.complete" ]; then
+      echo "shared layer $layer_spec: installing into $(basename "$layer")"
+      rm -rf "$layer" "$layer.partial"
+      "$env_dir/bin/python" -m pip install -q --no-deps --target "$layer.partial" "$layer_spec"
+      echo "$layer_spec" > "$layer.partial/.complete"
+      mv "$layer.partial" "$layer"
+    fi
+    site="$("$env_dir/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    # Named to sort before the envs' own .pth files (which may import the shared package).
+    echo "$layer" > "$site/00-bomb-shared-layer.pth"
+  fi
   # The recipe runs with PIP pointing at the env's pip and REPO at the checkout.
   PIP="$env_dir/bin/python -m pip" ENV_DIR="$env_dir" REPO="$repo" bash -euo pipefail "$recipe"
   echo "$want" > "$env_dir/.recipe"

@@ -7,6 +7,7 @@
 # torchvision < 0.23; its "pyav" video backend uses torchvision.io.VideoReader) made importable
 # beside the CPU torch by tests/compat/_torchvision_ops_shim.py, datasets <= 3.6 as lerobot 0.3.3
 # declares. No torchcodec (no system FFmpeg here): the checks use the "pyav" backend.
+# shared-layer: torch==2.13.0
 $PIP install -q --no-cache-dir "torch==2.13.0"
 $PIP install -q --no-cache-dir --no-deps "torchvision==0.22.1" "lerobot==0.3.3"
 $PIP install -q --no-cache-dir "datasets>=2.19,<=3.6.0" "huggingface-hub>=0.34.2,<0.36" "av>=14.2,<16" \

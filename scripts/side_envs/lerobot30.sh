@@ -13,6 +13,7 @@
 #    (installed with a .pth line) satisfies. torchcodec is not installed: it needs system FFmpeg
 #    libraries, which this machine does not have, so the checks use lerobot's "pyav" backend.
 #  - datasets/huggingface-hub/accelerate (imported at module level), av, jsonlines, draccus...
+# shared-layer: torch==2.13.0
 $PIP install -q --no-cache-dir "torch==2.13.0"
 $PIP install -q --no-cache-dir --no-deps "torchvision==0.25.0" "lerobot==0.4.4" "accelerate==1.10.1"
 $PIP install -q --no-cache-dir "datasets>=4.0,<5" "huggingface-hub>=0.34.2,<0.36" "av>=15,<16" \
