@@ -37,6 +37,12 @@ for name in "${names[@]}"; do
     continue
   fi
   echo "side env $name: building (recipe $want)"
+  # The biggest env (tensorflow) takes 2.3 GB; say so plainly rather than fail deep inside pip.
+  free_kb="$(df -Pk "$repo" | awk 'NR==2 {print $4}')"
+  if [ "$free_kb" -lt 3000000 ]; then
+    echo "error: only $((free_kb / 1024)) MB free on the disk of $repo; building side env $name needs up to 3 GB (all side envs together about 6.5 GB)" >&2
+    exit 1
+  fi
   rm -rf "$env_dir"
   "$PY" -m venv "$env_dir"
   "$env_dir/bin/python" -m pip install -q --upgrade pip >/dev/null
