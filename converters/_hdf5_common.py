@@ -93,6 +93,22 @@ def open_store(store_path: Path) -> EpisodeStore:
     return store
 
 
+def open_source(store_path: Path | str, out: Path | str, include_failures: bool,
+                image_size: int | None) -> tuple[EpisodeStore, list[int]]:
+    """The checks every replay exporter starts with, then the store and the episodes to export.
+
+    ExportError for a non-positive ``image_size`` or an ``out`` inside the store (or the reverse);
+    StoreError for a missing, invalid or empty store; ExportError when nothing is selected.
+    """
+    from . import check_out_apart
+
+    if image_size is not None and image_size < 1:
+        raise ExportError(f"image size must be positive, found {image_size}")
+    check_out_apart(store_path, out)
+    store = open_store(Path(store_path))
+    return store, select_episodes(store, include_failures)
+
+
 def select_episodes(store: EpisodeStore, include_failures: bool) -> list[int]:
     """Store indices to export: successful episodes, or all of them with ``include_failures``."""
     idx = store.select(success=None if include_failures else True)

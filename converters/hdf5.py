@@ -36,17 +36,16 @@ from numpy.typing import NDArray
 
 from bomb_data.errors import ExportError
 
-from . import check_out_apart, holds
+from . import holds
 from ._hdf5_common import (
     gripper_command01,
     gripper_open01,
     meta_attrs,
-    open_store,
+    open_source,
     ordered_map,
     provenance,
     quat_to_axis_angle,
     resize_frames,
-    select_episodes,
     staged_path,
     tree_bytes,
 )
@@ -103,12 +102,8 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
         raise ExportError(f"unknown hdf5 layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     if compression not in COMPRESSIONS:
         raise ExportError(f"unknown hdf5 compression {compression!r}; expected one of {', '.join(COMPRESSIONS)}")
-    if image_size is not None and image_size < 1:
-        raise ExportError(f"image size must be positive, found {image_size}")
     store_path, out = Path(store_path), Path(out)
-    check_out_apart(store_path, out)
-    store = open_store(store_path)
-    indices = select_episodes(store, include_failures)
+    store, indices = open_source(store_path, out, include_failures, image_size)
     opts = {"image_size": image_size, "compression": compression, "fps": store.fps}
     t0 = time.perf_counter()
     writer = {"robomimic": _export_robomimic, "aloha": _export_aloha, "robotwin": _export_robotwin}[layout]

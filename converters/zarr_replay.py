@@ -29,11 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from bomb_data.errors import ExportError
 from bomb_data.rotations import state8
 
-from . import check_out_apart
-from ._hdf5_common import open_store, ordered_map, provenance, resize_frames, select_episodes, staged_path, tree_bytes
+from ._hdf5_common import open_source, ordered_map, provenance, resize_frames, staged_path, tree_bytes
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +107,8 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
     """
     import zarr
 
-    if image_size is not None and image_size < 1:
-        raise ExportError(f"image size must be positive, found {image_size}")
     store_path, out = Path(store_path), Path(out)
-    check_out_apart(store_path, out)
-    store = open_store(store_path)
-    indices = select_episodes(store, include_failures)
+    store, indices = open_source(store_path, out, include_failures, image_size)
     lengths = [store.episode(i).length for i in indices]
     ends = np.cumsum(lengths, dtype=np.int64)
     N = int(ends[-1])
