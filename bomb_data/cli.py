@@ -102,7 +102,7 @@ def _progress_bar(total: int, desc: str, unit: str, quiet: bool):
 @click.option("--image-size", type=click.IntRange(min=16, max=2048), default=None,
               help="Render SIZE x SIZE images [default: 256].")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Local worker processes [default: one per usable core].")
+              help="Local worker processes [default: one per usable core; ignored with --scheduler].")
 @click.option("--scheduler", default=None, help="Address of an existing Dask scheduler (tcp://host:8786).")
 @click.option("--resume/--overwrite", default=True, show_default=True,
               help="Continue an existing store made by the same configuration, or replace it.")

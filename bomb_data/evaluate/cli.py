@@ -33,10 +33,11 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
 @click.option("--episodes-per-cell", "k", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Root seed of the episodes.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker processes for in-process policies [default: one per usable core].")
+              help="Local worker processes for in-process policies [default: one per usable core; "
+                   "ignored with --scheduler, which uses every worker of the cluster].")
 @click.option("--concurrency", type=click.IntRange(min=1), default=2, show_default=True,
               help="Remote policies: concurrent clients (episodes in flight) against the one server.")
-@click.option("--scheduler", default=None, help="Address of an existing Dask scheduler.")
+@click.option("--scheduler", default=None, help="Address of an existing Dask scheduler (tcp://host:8786).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Output directory [default: data/eval/<policy>].")
 @click.option("--overwrite", is_flag=True, help="Discard earlier results in --out instead of resuming.")

@@ -559,7 +559,10 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
             if probe is not None:
                 probe.close()
                 probe = None
-            _run_dask(run, todo, n_proc, scheduler, finished)
+            # on a cluster, in-flight episodes follow its size; a remote policy still gets at most
+            # --concurrency clients at once
+            _run_dask(run, todo, n_proc, scheduler, finished,
+                      max_running=concurrency if spec.remote else None)
     except KeyboardInterrupt:
         interrupted = True
         raise
@@ -595,7 +598,11 @@ def _set_retries(policy: Any, retries: int) -> None:
 
 
 def _run_dask(run: RunSettings, todo: list[EpisodeSpec], n_proc: int, scheduler: str | None,
-              finished: Callable[[dict[str, Any]], None]) -> None:
+              finished: Callable[[dict[str, Any]], None], max_running: int | None = None) -> None:
+    """Run ``todo`` on Dask, with a bounded number of episodes in flight so an interrupt loses little:
+    two per worker thread; on a local cluster of ``n_proc`` workers that is ``2 * n_proc``, on
+    ``scheduler`` it is read from the cluster after every episode (so it follows a cluster that
+    scales), capped at ``max_running`` there (each task in flight can run at once on a cluster)."""
     from dask.distributed import as_completed
 
     from ..generate import dask_client, task_result
@@ -603,19 +610,34 @@ def _run_dask(run: RunSettings, todo: list[EpisodeSpec], n_proc: int, scheduler:
     if not todo:
         return
     with dask_client(n_proc, scheduler) as client:
+
+        def limit() -> int:
+            if scheduler is None:
+                return 2 * n_proc
+            slots = 2 * max(1, sum(client.nthreads().values()))
+            return min(slots, max_running) if max_running else slots
+
         run_f = client.scatter(run, broadcast=True)
-        # bounded submission: at most 2 tasks per worker in flight, so an interrupt loses little
-        it = iter(todo)
-        futures = [client.submit(run_episode_task, ep, run_f, key=f"eval-{i}-{_safe(ep.episode_id)}", pure=False)
-                   for i, ep in zip(range(2 * n_proc), it)]
-        ac = as_completed(futures)
-        i = len(futures)
+        it = enumerate(todo)
+        ac = as_completed()
+        in_flight = 0
+
+        def fill() -> None:
+            nonlocal in_flight
+            cap = limit()
+            while in_flight < cap:
+                nxt = next(it, None)
+                if nxt is None:
+                    return
+                i, ep = nxt
+                ac.add(client.submit(run_episode_task, ep, run_f, key=f"eval-{i}-{_safe(ep.episode_id)}", pure=False))
+                in_flight += 1
+
+        fill()
         for fut in ac:
+            in_flight -= 1
             finished(task_result(fut, "evaluation"))
-            nxt = next(it, None)
-            if nxt is not None:
-                ac.add(client.submit(run_episode_task, nxt, run_f, key=f"eval-{i}-{_safe(nxt.episode_id)}", pure=False))
-                i += 1
+            fill()
 
 
 def finalize(out: Path, complete: bool = True, seconds: float | None = None) -> dict[str, Any]:
