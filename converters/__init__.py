@@ -24,10 +24,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bomb_data.errors import ExportError
 from bomb_data.store.format import pid_alive
+
+if TYPE_CHECKING:
+    from bomb_data.store import EpisodeStore
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,24 @@ def check_out_apart(store_path: Path | str, out: Path | str) -> None:
     where = "is" if o == s else "contains" if s.is_relative_to(o) else "is inside" if o.is_relative_to(s) else None
     if where:
         raise ExportError(f"--out {out} {where} the store {store_path}; choose an --out outside it")
+
+
+def open_store(store_path: Path | str) -> EpisodeStore:
+    """Open a store for export; StoreError for a missing, invalid or empty store."""
+    from bomb_data.store import EpisodeStore
+
+    store = EpisodeStore(Path(store_path))
+    store.require_nonempty()
+    return store
+
+
+def select_episodes(store: EpisodeStore, include_failures: bool) -> list[int]:
+    """Store indices to export: successful episodes, or all of them with ``include_failures``."""
+    idx = store.select(success=None if include_failures else True)
+    if not idx:
+        raise ExportError(f"{store.root} holds no successful episode to export "
+                          "(use --include-failures to export failed ones)")
+    return idx
 
 
 def check_replaceable(out: Path, overwrite: bool, what: str, is_ours: Callable[[Path], bool],

@@ -4,7 +4,8 @@ Nothing here imports mujoco or torch: the exporters read only the store (bomb_da
 
 * orientation and gripper conversions used by the layouts (``quat_to_axis_angle``, ``gripper_open01``),
 * image resizing at export (``resize_frames``),
-* episode selection and metadata attributes (``select_episodes``, ``meta_attrs``, ``provenance``),
+* the opening checks and episode selection (``open_source``), metadata attributes (``meta_attrs``,
+  ``provenance``),
 * atomic outputs (``staged_path``): everything is written under a hidden temporary name in the same
   directory and renamed into place only when complete, so an interrupted export never leaves a file
   or directory that looks finished,
@@ -29,7 +30,7 @@ from numpy.typing import NDArray
 from bomb_data.errors import ExportError
 from bomb_data.store import EpisodeStore
 
-from . import check_replaceable, process_pool, staged
+from . import check_out_apart, check_replaceable, open_store, process_pool, select_episodes, staged
 
 log = logging.getLogger(__name__)
 
@@ -86,36 +87,18 @@ def resize_frames(frames: NDArray[np.uint8], size: int | None) -> NDArray[np.uin
 
 
 # ----------------------------------------------------------------------------- selection and meta
-def open_store(store_path: Path) -> EpisodeStore:
-    """Open a store for export; StoreError for a missing, invalid or empty store."""
-    store = EpisodeStore(store_path)
-    store.require_nonempty()
-    return store
-
-
-def open_source(store_path: Path | str, out: Path | str, include_failures: bool,
+def open_source(store_path: Path, out: Path, include_failures: bool,
                 image_size: int | None) -> tuple[EpisodeStore, list[int]]:
     """The checks every replay exporter starts with, then the store and the episodes to export.
 
     ExportError for a non-positive ``image_size`` or an ``out`` inside the store (or the reverse);
     StoreError for a missing, invalid or empty store; ExportError when nothing is selected.
     """
-    from . import check_out_apart
-
     if image_size is not None and image_size < 1:
         raise ExportError(f"image size must be positive, found {image_size}")
     check_out_apart(store_path, out)
-    store = open_store(Path(store_path))
+    store = open_store(store_path)
     return store, select_episodes(store, include_failures)
-
-
-def select_episodes(store: EpisodeStore, include_failures: bool) -> list[int]:
-    """Store indices to export: successful episodes, or all of them with ``include_failures``."""
-    idx = store.select(success=None if include_failures else True)
-    if not idx:
-        raise ExportError(f"{store.root} holds no successful episode to export "
-                          "(use --include-failures to export failed ones)")
-    return idx
 
 
 def provenance(store: EpisodeStore) -> dict[str, Any]:

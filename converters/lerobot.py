@@ -52,7 +52,7 @@ from bomb_data.schema import CAMERAS, FEATURES_BY_KEY
 
 from . import _lerobot_stats as st
 from . import _lerobot_video as vid
-from . import check_out_apart, check_replaceable, process_pool, staged
+from . import check_out_apart, check_replaceable, open_store, process_pool, select_episodes, staged
 
 logger = logging.getLogger(__name__)
 
@@ -328,8 +328,6 @@ def export(
         ExportError: bad option, non-empty ``out`` without overwrite, nothing to export.
         StoreError: missing or empty store.
     """
-    from bomb_data.store import EpisodeStore
-
     t0 = time.perf_counter()
     if version not in VERSIONS:
         raise ExportError(f"unknown lerobot version {version!r}; expected one of {list(VERSIONS)}")
@@ -338,8 +336,7 @@ def export(
     if workers < 1:
         raise ExportError(f"workers must be >= 1, got {workers}")
     keys = resolve_preset(preset, version)
-    store = EpisodeStore(store_path)
-    store.require_nonempty()
+    store = open_store(store_path)
     out = Path(out)
     check_out_apart(store_path, out)
 
@@ -354,9 +351,7 @@ def export(
     h, w = (image_size, image_size) if image_size else store.image_shape[:2]
     if video and (h % 2 or w % 2):
         raise ExportError(f"video frames need even sizes for {vid.PIX_FMT}; got {h}x{w} (use --image-size)")
-    indices = store.select(success=None if include_failures else True)
-    if not indices:
-        raise ExportError(f"{store_path} holds no successful episode to export (pass --include-failures)")
+    indices = select_episodes(store, include_failures)
 
     with staged(out, check_out, is_dir=True) as tmp:
         (tmp / "meta").mkdir()

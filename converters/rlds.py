@@ -36,7 +36,7 @@ import numpy as np
 from bomb_data.errors import ExportError
 from bomb_data.store import EpisodeStore
 
-from . import check_out_apart, check_replaceable, process_pool, staged
+from . import check_out_apart, check_replaceable, open_store, process_pool, staged
 from ._rlds_registration import registration_source
 from ._rlds_spec import (
     ACTION_SPACES,
@@ -219,8 +219,7 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
         raise ExportError(f"image_size: expected an integer >= 8, found {image_size!r}")
     store_path, out = Path(store_path), Path(out)
     check_out_apart(store_path, out)
-    store = EpisodeStore(store_path)
-    store.require_nonempty()
+    store = open_store(store_path)
     h, w, _ = store.image_shape
     if image_size is not None and (int(image_size), int(image_size)) == (h, w):
         image_size = None  # already that size: pass the JPEG files through
