@@ -48,18 +48,20 @@ def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     if not DASK.exists():
         pytest.fail(f"the dask command is missing next to {sys.executable}")
-    addr = f"tcp://127.0.0.1:{_free_port()}"
+    host, port = "127.0.0.1", str(_free_port())
+    addr = f"tcp://{host}:{port}"
     logs = tmp_path_factory.mktemp("cluster")
     env = {**os.environ, "MUJOCO_GL": "egl", "LP_NUM_THREADS": "1"}
-    host, port = addr.removeprefix("tcp://").split(":")
-    procs = [subprocess.Popen([str(DASK), "scheduler", "--host", host, "--port", port, "--no-dashboard"],
-                              stdout=subprocess.DEVNULL, stderr=open(logs / "scheduler.log", "w"), env=env,
-                              cwd=str(logs), start_new_session=True)]
+    procs: list[subprocess.Popen] = []
+
+    def start(name: str, *args: str) -> None:
+        with open(logs / f"{name}.log", "w") as log:  # the child keeps its own copy of the descriptor
+            procs.append(subprocess.Popen([str(DASK), name, *args, "--no-dashboard"], stdout=subprocess.DEVNULL,
+                                          stderr=log, env=env, cwd=str(logs), start_new_session=True))
+
     try:
-        procs.append(subprocess.Popen([str(DASK), "worker", addr, "--nworkers", str(WORKERS), "--nthreads", "1",
-                                       "--no-dashboard", "--host", host],
-                                      stdout=subprocess.DEVNULL, stderr=open(logs / "worker.log", "w"), env=env,
-                                      cwd=str(logs), start_new_session=True))
+        start("scheduler", "--host", host, "--port", port)
+        start("worker", addr, "--nworkers", str(WORKERS), "--nthreads", "1", "--host", host)
         deadline = time.time() + 120
         while True:
             try:

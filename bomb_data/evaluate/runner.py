@@ -559,8 +559,6 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
             if probe is not None:
                 probe.close()
                 probe = None
-            # on a cluster, in-flight episodes follow its size; a remote policy still gets at most
-            # --concurrency clients at once
             _run_dask(run, todo, n_proc, scheduler, finished,
                       max_running=concurrency if spec.remote else None)
     except KeyboardInterrupt:
