@@ -70,7 +70,9 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
               help="Actions of a chunk executed before asking again [openpi 5, OFT 8, OpenVLA 1].")
 @click.option("--settle-steps", type=click.IntRange(0, 100), default=None, help="No-op steps before the policy acts.")
 @click.option("--send-privileged", is_flag=True, default=None,
-              help="Send the simulator's privileged state (to serve the scripted expert; never for real models).")
+              help="Send the simulator's privileged state, target included (to serve the scripted expert behind "
+                   "a server). Refused for in-process policies that do not declare privileged; the run is "
+                   "marked NOT COMPARABLE.")
 @click.option("--unnorm-key", default=None, help="OpenVLA: dataset key for action un-normalisation (e.g. bomb_go).")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
               help="Seconds to wait for a remote reply.")
@@ -128,7 +130,9 @@ def _eval(policy: str, grid: str, k: int, seed: int, workers: int | None, concur
              "success_rate": o["success_rate"], "ci95": o["ci95"], "failure_reasons": summary["failure_reasons"],
              "latency_ms_mean": summary["latency"]["latency_ms_mean"],
              "overhead_ms_per_step": summary["timing"]["overhead_ms_per_step"],
-             "report": str(out / "report.html")}
+             "report": str(out / "report.html"), "comparable": summary["comparable"]}
+    if not summary["comparable"]:
+        brief["not_comparable_reason"] = summary["not_comparable_reason"]
     if "replay" in summary:
         brief["replay_same_outcome"] = f"{summary['replay']['same_outcome']} of {summary['replay']['episodes']}"
     click.echo(json.dumps(brief, indent=2))

@@ -35,8 +35,8 @@ from ..config import BombConfig
 from ..errors import BombDataError, ConfigError, EpisodeError, PolicyError
 from .adapt import AdapterConfig, adapt_observation, to_action_chunk
 from .metrics import aggregate
-from .policies import NOOP_ACTION, default_adapter, make_policy, parse_policy_spec
-from .protocol import EpisodeStart, PolicyFailure
+from .policies import NOOP_ACTION, comparability, make_policy, parse_policy_spec, plan_adapter
+from .protocol import EpisodeStart, PolicyFailure, policy_seed
 
 log = logging.getLogger(__name__)
 RESULTS = "results.jsonl"
@@ -163,7 +163,7 @@ def run_episode(env: Any, policy: Any, adapter: AdapterConfig, ep: EpisodeSpec, 
     queue: deque[np.ndarray] = deque()
     t_loop = time.perf_counter()
     try:
-        policy.reset(EpisodeStart(ep.episode_id, ep.seed, info["instruction"], ep.source_index))
+        policy.reset(EpisodeStart(ep.episode_id, policy_seed(ep.seed), info["instruction"], ep.source_index))
         while not done:
             if not queue:
                 pobs = adapt_observation(obs, adapter,
@@ -466,7 +466,7 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
     t0 = time.perf_counter()
     spec = parse_policy_spec(policy)
     try:
-        acfg = default_adapter(spec, **(adapter or {}))
+        acfg, privileged = plan_adapter(spec, **(adapter or {}))  # refuses privileged state for undeclared policies
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, "adapter")) from None
     if spec.kind == "replay":
@@ -532,7 +532,7 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
     meta = {"key": run_key, "policy_description": policy_desc, "versions": versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "episodes_per_cell": episodes_per_cell, "episodes_planned": len(episodes),
-            **sim_meta}
+            "privileged": privileged, **sim_meta}
     run_path.write_text(json.dumps(meta, indent=2, default=str))
     run = RunSettings(cfg, policy, acfg, str(out), unnorm_key, timeout_s, retries, backoff_s)
     writer = _ResultsWriter(res_path, keep)
@@ -657,6 +657,7 @@ def finalize(out: Path, complete: bool = True, seconds: float | None = None) -> 
         "versions": meta.get("versions"),
         "image_size": meta.get("image_size"),
         "max_steps": meta.get("max_steps"),
+        **comparability(meta.get("privileged"), meta.get("key", {}).get("adapter")),
         **aggregate(rows),
     }
     if seconds is not None:
