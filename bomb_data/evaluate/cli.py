@@ -30,7 +30,9 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
                    "openvla://HOST:PORT | openvla-oft://HOST:PORT")
 @click.option("--grid", default="nominal", show_default=True,
               help="Perturbation grid: name in configs/grids/ or YAML path.")
-@click.option("--episodes-per-cell", "k", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--episodes-per-cell", "k", type=click.IntRange(min=1), default=10, show_default=True,
+              help="K episodes per cell; a random grid runs K x (its listed cells) episodes, each sampling "
+                   "every axis at once as generation does.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Root seed of the episodes.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Local worker processes for in-process policies [default: one per usable core; "
