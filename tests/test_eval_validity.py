@@ -136,6 +136,19 @@ def test_the_policy_seed_does_not_give_back_the_scene(tmp_path: Path):
     assert recovered <= 2, f"{recovered}/6 targets recovered from the policy's seed"
 
 
+def test_a_served_policy_gets_the_policy_seed_too():
+    """Behind the reference servers, bomb/seed (sent with privileged state) is the episode seed; the
+    served policy's reset() still receives only the one-way policy seed."""
+    from bomb_data.evaluate.servers import ServedPolicy
+
+    STARTS.clear()
+    served = ServedPolicy(RecordingPolicy)
+    for s in (5, 6, 5):
+        served.infer({"bomb/seed": s, "instruction": "place the stone"})
+    assert [st.seed for st in STARTS] == [policy_seed(5), policy_seed(6)]  # one policy per episode
+    assert [st.episode_id for st in STARTS] == [f"{policy_seed(5):016x}", f"{policy_seed(6):016x}"]
+
+
 # ------------------------------------------------------------------------ finding 2: privileged state
 @pytest.mark.parametrize("policy", ["random", "python:bomb_data.evaluate.policies:NoopPolicy",
                                     "python:tests.test_eval_validity:RecordingPolicy"])
