@@ -81,6 +81,7 @@ def test_expert_reaches_95_percent_on_default_grid_with_dask(tmp_path: Path):
     o = s["overall"]
     assert o["n"] == 10 and o["n_error"] == 0
     assert o["success_rate"] >= 0.95, s["failure_reasons"]
+    assert s["comparable"] is False  # the expert reads privileged state: a ceiling, not a competitor
     rows = rows_of(tmp_path / "ev")
     assert len({r["episode_id"] for r in rows}) == 10
     assert all(r["placement_error_mm"] < 10 and r["steps"] > 0 and r["latency_ms_mean"] is not None for r in rows)

@@ -48,6 +48,8 @@ def test_expert_behind_server_matches_in_process(tmp_path: Path, inprocess, prot
     assert key_rows(tmp_path / "ev") == inprocess  # same episodes, same success, same number of steps
     assert s["overall"]["successes"] == sum(r[3] for r in inprocess) and s["overall"]["n_error"] == 0
     assert s["latency"]["latency_ms_mean"] > 0
+    # privileged state went to a server the client cannot see into: the run is marked, not refused
+    assert s["comparable"] is False and "remote policy" in s["not_comparable_reason"]
     if protocol == "openpi":
         assert s["policy_description"]["server_metadata"]["protocol"] == "openpi"
 

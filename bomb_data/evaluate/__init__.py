@@ -3,6 +3,6 @@
 Importing this package does not import mujoco; the runner imports the environment when it runs.
 """
 
-from .protocol import EpisodeStart, Policy, PolicyFailure
+from .protocol import EpisodeStart, Policy, PolicyFailure, policy_seed
 
-__all__ = ["EpisodeStart", "Policy", "PolicyFailure"]
+__all__ = ["EpisodeStart", "Policy", "PolicyFailure", "policy_seed"]

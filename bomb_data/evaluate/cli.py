@@ -30,7 +30,9 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
                    "openvla://HOST:PORT | openvla-oft://HOST:PORT")
 @click.option("--grid", default="nominal", show_default=True,
               help="Perturbation grid: name in configs/grids/ or YAML path.")
-@click.option("--episodes-per-cell", "k", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--episodes-per-cell", "k", type=click.IntRange(min=1), default=10, show_default=True,
+              help="K episodes per cell; a random grid runs K x (its listed cells) episodes, each sampling "
+                   "every axis at once as generation does.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Root seed of the episodes.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Local worker processes for in-process policies [default: one per usable core; "
@@ -70,7 +72,9 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
               help="Actions of a chunk executed before asking again [openpi 5, OFT 8, OpenVLA 1].")
 @click.option("--settle-steps", type=click.IntRange(0, 100), default=None, help="No-op steps before the policy acts.")
 @click.option("--send-privileged", is_flag=True, default=None,
-              help="Send the simulator's privileged state (to serve the scripted expert; never for real models).")
+              help="Send the simulator's privileged state, target included (to serve the scripted expert behind "
+                   "a server). Refused for in-process policies that do not declare privileged; the run is "
+                   "marked NOT COMPARABLE.")
 @click.option("--unnorm-key", default=None, help="OpenVLA: dataset key for action un-normalisation (e.g. bomb_go).")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
               help="Seconds to wait for a remote reply.")
@@ -128,7 +132,9 @@ def _eval(policy: str, grid: str, k: int, seed: int, workers: int | None, concur
              "success_rate": o["success_rate"], "ci95": o["ci95"], "failure_reasons": summary["failure_reasons"],
              "latency_ms_mean": summary["latency"]["latency_ms_mean"],
              "overhead_ms_per_step": summary["timing"]["overhead_ms_per_step"],
-             "report": str(out / "report.html")}
+             "report": str(out / "report.html"), "comparable": summary["comparable"]}
+    if not summary["comparable"]:
+        brief["not_comparable_reason"] = summary["not_comparable_reason"]
     if "replay" in summary:
         brief["replay_same_outcome"] = f"{summary['replay']['same_outcome']} of {summary['replay']['episodes']}"
     click.echo(json.dumps(brief, indent=2))

@@ -1,5 +1,6 @@
-"""Per-episode results → aggregates: success with Wilson 95% intervals per cell, per axis level and per
-intersection, placement error distributions, failure reasons, latency and control rate.
+"""Per-episode results → aggregates: success with Wilson 95% intervals per cell, per axis level, per
+level of each axis marginalised over the others (random and full grids) and per intersection,
+placement error distributions, failure reasons, latency and control rate.
 
 Conventions (docs/evaluation.md): episodes whose policy call failed (``status == "error"``, e.g. the
 server dropped) are counted apart in ``n_error`` and left out of success rates, which are over
@@ -84,8 +85,49 @@ def _cell_block(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "failure_reasons": dict(sorted(reasons.items()))}
 
 
-def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def per_axis_marginal(rows: list[dict[str, Any]], grid_axes: dict[str, list[Any]] | None = None
+                      ) -> dict[str, dict[str, Any]]:
+    """Success per level of each axis, marginalised over the other axes.
+
+    For grids whose episodes take one level of every axis (``random``: sampled together per
+    episode; ``full``: the factorial), each row carries ``grid_levels`` (axis -> level id). For axis
+    a and level v the block is ``success_stats`` of every row with ``grid_levels[a] == v``, whatever
+    the other axes took, plus ``heldout`` (the level is held out of training) and ``share`` (the
+    fraction of the rows with ``grid_levels`` that drew it). Rows without ``grid_levels`` are left out.
+
+    Args:
+        rows: result rows.
+        grid_axes: axis -> ``[[level id, heldout], ...]`` in grid order (``run.json``); levels no
+            episode drew are listed with n = 0. Without it, axes and levels come in first-seen order.
+
+    Returns:
+        axis -> level id -> block (empty when no row has ``grid_levels``).
+    """
+    graded = [r for r in rows if isinstance(r.get("grid_levels"), dict)]
+    if not graded:
+        return {}
+    order: dict[str, dict[str, bool]] = {a: {str(lv): bool(h) for lv, h in lvs} for a, lvs in (grid_axes or {}).items()}
+    for r in graded:
+        for a, lv in r["grid_levels"].items():
+            order.setdefault(a, {}).setdefault(str(lv), False)
+    out: dict[str, dict[str, Any]] = {}
+    for a, levels in order.items():
+        by_level = _group(graded, lambda r, a=a: [str(r["grid_levels"][a])] if a in r["grid_levels"] else [])
+        n_axis = sum(len(v) for v in by_level.values())
+        block: dict[str, Any] = {}
+        for lv, held in levels.items():
+            rs = by_level.get(lv, [])
+            block[lv] = {**success_stats(rs), "heldout": held,
+                         "share": _r(len(rs) / n_axis) if n_axis else None}
+        out[a] = block
+    return out
+
+
+def aggregate(rows: list[dict[str, Any]], grid_axes: dict[str, list[Any]] | None = None) -> dict[str, Any]:
     """All aggregates of a run from its per-episode rows (``results.jsonl``).
+
+    ``grid_axes`` (axis -> ``[[level id, heldout], ...]``, from ``run.json``) orders the per-axis
+    marginals and lists the levels no episode drew.
 
     Returns:
         ``overall``, ``per_cell`` (by cell id, in first-seen order), ``per_axis_level``
@@ -93,7 +135,9 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
         combine several axes, every cell where that axis is nominal), ``per_intersection``
         (``"NxN"`` → row → col → {n, successes, rate}), ``failure_reasons``, ``error_kinds``,
         ``latency`` and ``timing``; for a replay of a store, ``replay``: the episodes whose outcome
-        differs from the one recorded (a determinism check).
+        differs from the one recorded (a determinism check); ``per_axis_marginal`` (see
+        ``per_axis_marginal``; empty unless rows carry ``grid_levels``); ``per_split``: success of
+        episodes with and without a held-out level (``train_levels``, ``heldout_levels``).
     """
     out: dict[str, Any] = {"episodes": len(rows), "overall": _cell_block(rows)}
     out["per_cell"] = {cid: {"axis": rs[0].get("axis"), "level": rs[0].get("level"),
@@ -112,6 +156,9 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
             block[lv] = {**success_stats(rs), "heldout": any(r.get("heldout") for r in rs)}
         per_axis[a] = block
     out["per_axis_level"] = per_axis
+    out["per_axis_marginal"] = per_axis_marginal(rows, grid_axes)
+    out["per_split"] = {"train_levels": success_stats([r for r in rows if not r.get("heldout")]),
+                        "heldout_levels": success_stats([r for r in rows if r.get("heldout")])}
     inter: dict[str, Any] = {}
     for r in rows:
         if r.get("status") != "ok" or r.get("target") is None:

@@ -8,6 +8,8 @@ Specs:
   that the environment is deterministic); episodes come from the store instead of a grid.
 - ``python:module:factory``: ``factory()`` returns a callable ``obs -> action or chunk`` or an
   object with ``act(obs)`` (and optionally ``reset()``), e.g. a lerobot policy loaded by the user.
+  A factory with ``privileged = True`` (a function attribute, or a class attribute of a class
+  factory) declares that its policy reads the simulator's privileged state.
 - ``openpi://HOST:PORT``: an openpi websocket policy server.
 - ``openvla://HOST:PORT``: OpenVLA's REST ``/act``; ``openvla-oft://HOST:PORT``: the OFT variant
   (observation with wrist image and state, reply = action chunk).
@@ -25,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import _gl  # noqa: F401  (MUJOCO_GL before any mujoco import, e.g. by the expert)
-from ..errors import PolicyError
+from ..errors import ConfigError, PolicyError
 from .adapt import PRESETS, AdapterConfig
 from .protocol import EpisodeStart, PolicyFailure
 
@@ -214,14 +216,7 @@ class PythonPolicy:
     privileged = False
 
     def __init__(self, target: str):
-        mod_name, factory_name = target.split(":")
-        try:
-            mod = importlib.import_module(mod_name)
-        except ImportError as exc:
-            raise PolicyError(f"policy python:{target}: cannot import {mod_name!r} ({exc})") from None
-        factory = getattr(mod, factory_name, None)
-        if factory is None or not callable(factory):
-            raise PolicyError(f"policy python:{target}: {mod_name} has no callable {factory_name!r}")
+        factory = python_factory(target)
         obj = factory()
         fn = getattr(obj, "act", None) or (obj if callable(obj) else None)
         if fn is None:
@@ -229,7 +224,7 @@ class PythonPolicy:
                               f"which is neither callable nor has act()")
         self.obj, self._fn = obj, fn
         self.name = f"python:{target}"
-        self.privileged = bool(getattr(obj, "privileged", False))
+        self.privileged = _declared(factory)  # declared on the factory, so it is known before calling it
 
     def reset(self, start: EpisodeStart) -> None:
         r = getattr(self.obj, "reset", None)
@@ -254,6 +249,27 @@ class PythonPolicy:
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "python", "target": self.name}
+
+
+def python_factory(target: str) -> Any:
+    """The factory named by ``module:factory`` (imported, not called).
+
+    Raises:
+        PolicyError: the module does not import or has no such callable (one line).
+    """
+    mod_name, factory_name = target.split(":")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError as exc:
+        raise PolicyError(f"policy python:{target}: cannot import {mod_name!r} ({exc})") from None
+    factory = getattr(mod, factory_name, None)
+    if factory is None or not callable(factory):
+        raise PolicyError(f"policy python:{target}: {mod_name} has no callable {factory_name!r}")
+    return factory
+
+
+def _declared(factory: Any) -> bool:
+    return getattr(factory, "privileged", False) is True
 
 
 def _takes_arg(fn: Any) -> bool:
@@ -363,3 +379,71 @@ def default_adapter(spec: PolicySpec, **overrides: Any) -> AdapterConfig:
     if spec.preset not in PRESETS:
         raise PolicyError(f"no adapter preset for {spec.kind}")
     return adapter_for(spec.preset, **overrides)
+
+
+# ------------------------------------------------------------------------------ privileged state
+def declares_privileged(spec: PolicySpec) -> bool | None:
+    """Whether the policy of ``spec`` declares that it reads privileged state.
+
+    True for ``expert`` and for a ``python:`` factory whose ``privileged`` attribute is ``True``;
+    False for the other built-ins and other factories; None for a remote policy (the client
+    cannot know what the server runs).
+
+    Raises:
+        PolicyError: a ``python:`` module that does not import or has no such factory.
+    """
+    if spec.kind == "expert":
+        return True
+    if spec.kind == "python":
+        return _declared(python_factory(spec.target))
+    if spec.remote:
+        return None
+    return False
+
+
+def plan_adapter(spec: PolicySpec, **overrides: Any) -> tuple[AdapterConfig, dict[str, Any]]:
+    """The adapter for ``spec`` with the rule for privileged state applied.
+
+    The rule: privileged state (``bomb/privileged`` with the target, ``bomb/seed``, ``bomb/step``)
+    is sent to a policy that declares ``privileged`` (by default: the expert, python factories
+    with ``privileged = True``) or to a remote policy when asked (``send_privileged``, e.g. a
+    reference server serving the expert); asking for it for an in-process policy that does not
+    declare it is refused. Every run that sends it is marked not comparable (``comparability``).
+
+    Returns:
+        (adapter, ``{"sent": bool, "declared": bool | None}``), the latter recorded in ``run.json``.
+
+    Raises:
+        ConfigError: ``send_privileged`` for a policy that declares it does not read privileged state.
+        PolicyError: as ``declares_privileged``.
+    """
+    declared = declares_privileged(spec)
+    if declared:
+        overrides.setdefault("send_privileged", True)
+    acfg = default_adapter(spec, **overrides)
+    if acfg.send_privileged and declared is False:
+        raise ConfigError(f"--send-privileged: policy {spec.text} does not declare that it reads privileged state "
+                          "(which holds the target); only the expert, python: factories with privileged = True "
+                          "and remote servers receive it (docs/evaluation.md)")
+    return acfg, {"sent": bool(acfg.send_privileged), "declared": declared}
+
+
+NOT_COMPARABLE = "NOT COMPARABLE"
+
+
+def comparability(privileged: dict[str, Any] | None, adapter: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``comparable`` and ``not_comparable_reason`` of a run from what ``run.json`` records.
+
+    A run is comparable (its success rate may be ranked against other policies') unless the policy
+    received privileged state. ``privileged`` is ``plan_adapter``'s record; runs recorded without
+    it fall back on the adapter's ``send_privileged``.
+    """
+    sent = bool((privileged or {}).get("sent", (adapter or {}).get("send_privileged", False)))
+    reason = None
+    if sent:
+        who = {True: "a policy that declares privileged", None: "a remote policy"}.get(
+            (privileged or {}).get("declared"), "the policy")
+        reason = (f"privileged simulator state (bomb/privileged, which holds the target, and bomb/seed) was sent to "
+                  f"{who}; its success rate is a reference, not a result comparable with policies that see "
+                  "only images, state and the instruction")
+    return {"comparable": not sent, "not_comparable_reason": reason}

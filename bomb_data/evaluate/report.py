@@ -1,8 +1,11 @@
 """``report.html``: one self-contained page with inline SVG plots (no plotting dependency).
 
 Sections: run header, overall numbers, success vs level for each axis (Wilson 95% whiskers;
-held-out levels drawn hollow), per-intersection success heatmaps (one per board size),
-failure-reason breakdown, placement-error histogram, the per-cell table, and embedded MP4s.
+held-out levels drawn hollow) or, for grids whose episodes take a level of every axis (random,
+full), per-axis marginals (plots and a table), per-intersection success heatmaps (one per board
+size), failure-reason breakdown, placement-error histogram, the per-cell table, and embedded MP4s.
+A run whose policy received privileged state is marked NOT COMPARABLE in the page title, the
+heading, a banner and the caption of every table.
 Every number in the per-cell table carries a ``data-key`` attribute, and the whole summary is
 embedded as JSON (``<script id="bomb-summary">``), so tests and tools can read the page back.
 """
@@ -145,7 +148,41 @@ def svg_histogram(title: str, values: list[float], unit: str, width: int = 420, 
 _CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;font-size:13px}
 td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}td.l{text-align:left}
 .plots{display:flex;flex-wrap:wrap;gap:16px}.plot{border:1px solid #eee}video{width:100%;max-width:900px}
-.warn{background:#fff3cd;padding:8px;border:1px solid #e0c36c}code{background:#f6f6f6;padding:1px 3px}"""
+.warn{background:#fff3cd;padding:8px;border:1px solid #e0c36c}code{background:#f6f6f6;padding:1px 3px}
+.nc{color:#a00;font-weight:bold}caption{text-align:left;padding:2px 0}"""
+
+#: The mark of a run that is not comparable (privileged state sent to the policy).
+NOT_COMPARABLE = "NOT COMPARABLE"
+
+
+def _table(summary: dict[str, Any], table_id: str) -> str:
+    """The opening tag of a table; in a not-comparable run, with a caption saying so."""
+    tag = f"<table id='{table_id}'>"
+    if summary.get("comparable", True) is False:
+        tag += f"<caption class='nc'>{NOT_COMPARABLE}: the policy received privileged state</caption>"
+    return tag
+
+
+def _mark_span(mark: str) -> str:
+    return f"<span class='nc'>{_E(mark)}</span>" if mark else ""
+
+
+def marginals_table(summary: dict[str, Any]) -> str:
+    """Success per level of each axis, marginalised over the others, with Wilson 95% bounds."""
+    h = [_table(summary, "marginals"), "<tr><th>axis</th><th>level</th><th>held out</th><th>share</th><th>n</th>"
+         "<th>successes</th><th>success</th><th>CI low</th><th>CI high</th><th>errors</th></tr>"]
+    for axis, levels in summary.get("per_axis_marginal", {}).items():
+        for lv, s in levels.items():
+            h.append(f"<tr data-axis='{_E(axis)}' data-level='{_E(lv)}'><td class='l'>{_E(axis)}</td>"
+                     f"<td class='l'>{_E(lv)}</td><td>{'yes' if s['heldout'] else ''}</td>"
+                     f"<td>{_pct(s['share'])}</td><td data-key='n'>{s['n']}</td>"
+                     f"<td data-key='successes'>{s['successes']}</td>"
+                     f"<td data-key='success_rate' data-value='{s['success_rate']}'>{_pct(s['success_rate'])}</td>"
+                     f"<td data-key='ci_low' data-value='{s['ci95'][0]}'>{_pct(s['ci95'][0])}</td>"
+                     f"<td data-key='ci_high' data-value='{s['ci95'][1]}'>{_pct(s['ci95'][1])}</td>"
+                     f"<td data-key='n_error'>{s['n_error']}</td></tr>")
+    h.append("</table>")
+    return "".join(h)
 
 
 def render_html(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
@@ -153,17 +190,30 @@ def render_html(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     o = summary["overall"]
     lat, tim = summary.get("latency", {}), summary.get("timing", {})
     grid = summary.get("grid") or {}
+    nc = summary.get("comparable", True) is False
+    mark = f"{NOT_COMPARABLE}: " if nc else ""
     h: list[str] = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
-                    f"<title>bomb-data eval: {_E(str(summary.get('policy')))}</title>"
+                    f"<title>{mark}bomb-data eval: {_E(str(summary.get('policy')))}</title>"
                     f"<style>{_CSS}</style></head><body>",
-                    f"<h1>Closed-loop evaluation of <code>{_E(str(summary.get('policy')))}</code></h1>"]
+                    f"<h1>{_mark_span(mark)}Closed-loop evaluation of "
+                    f"<code>{_E(str(summary.get('policy')))}</code></h1>"]
+    if nc:
+        h.append(f"<p class='warn nc' id='not-comparable'>{NOT_COMPARABLE}: "
+                 f"{_E(str(summary.get('not_comparable_reason')))}.</p>")
     if not summary.get("complete"):
         h.append(f"<p class='warn'>Partial results: {summary['episodes']} of {summary.get('episodes_planned')} "
                  "episodes. Rerun the same command to resume.</p>")
-    h.append(f"<p>Grid <b>{_E(str(grid.get('name')))}</b> (hash {_E(str(grid.get('hash')))}), seed "
+    mode = f"mode {summary['grid_mode']}, " if summary.get("grid_mode") else ""
+    h.append(f"<p>Grid <b>{_E(str(grid.get('name')))}</b> ({_E(mode)}hash {_E(str(grid.get('hash')))}), seed "
              f"{_E(str(summary.get('seed')))}, {summary['episodes']} episodes; versions "
              f"{_E(json.dumps(summary.get('versions')))}.</p>")
-    h.append("<table id='overall'><tr><th>success</th><th>95% CI</th><th>completed</th><th>errors</th>"
+    split = summary.get("per_split") or {}
+    held, train = split.get("heldout_levels") or {}, split.get("train_levels") or {}
+    if held.get("n") or held.get("n_error"):
+        h.append(f"<p>Episodes with a held-out level: {held['successes']}/{held['n']} "
+                 f"({_pct(held['success_rate'])}, 95% CI {_pct(held['ci95'][0])} – {_pct(held['ci95'][1])}); "
+                 f"without: {train.get('successes')}/{train.get('n')} ({_pct(train.get('success_rate'))}).</p>")
+    h.append(_table(summary, "overall") + "<tr><th>success</th><th>95% CI</th><th>completed</th><th>errors</th>"
              "<th>median error (mm)</th><th>latency mean / p95 (ms)</th><th>control Hz</th>"
              "<th>evaluator overhead (ms/step)</th></tr>")
     h.append(f"<tr><td data-key='success_rate'>{_pct(o['success_rate'])}</td>"
@@ -171,7 +221,18 @@ def render_html(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
              f"<td data-key='n_error'>{o['n_error']}</td><td>{_num(o['placement_error_mm']['median'])}</td>"
              f"<td>{_num(lat.get('latency_ms_mean'))} / {_num(lat.get('latency_ms_p95'))}</td>"
              f"<td>{_num(lat.get('control_hz_mean'))}</td><td>{_num(tim.get('overhead_ms_per_step'))}</td></tr></table>")
-    if summary.get("per_axis_level"):
+    if summary.get("per_axis_marginal"):
+        mode = summary.get("grid_mode")
+        how = ("every episode samples a level of every axis at once" if mode == "random" else
+               "every cell takes a level of every axis")
+        h.append(f"<h2>Per-axis marginals</h2><p>In this grid {how}. For each level of each axis: success over "
+                 "the completed episodes that took it, whatever the other axes took (marginalised over them); "
+                 "whiskers and bounds: Wilson 95% interval; hollow: held-out level; share: fraction of the "
+                 "episodes that took the level.</p><div class='plots'>")
+        h += [svg_success_vs_level(a, lv) for a, lv in summary["per_axis_marginal"].items()]
+        h.append("</div>")
+        h.append(marginals_table(summary))
+    elif summary.get("per_axis_level"):
         h.append("<h2>Success vs level</h2><p>Points: success over completed episodes; whiskers: Wilson 95% "
                  "interval; hollow: held-out level.</p><div class='plots'>")
         h += [svg_success_vs_level(a, lv) for a, lv in summary["per_axis_level"].items()]
@@ -184,9 +245,9 @@ def render_html(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         h.append(svg_bars("policy errors", summary["error_kinds"]))
     h.append(svg_histogram("placement error (completed episodes)",
                            [r.get("placement_error_mm") for r in rows if r.get("status") == "ok"], "mm"))
-    h.append("</div><h2>Per cell</h2><table id='cells'><tr><th>cell</th><th>held out</th><th>n</th><th>successes</th>"
-             "<th>success</th><th>CI low</th><th>CI high</th><th>errors</th><th>median error (mm)</th>"
-             "<th>median error (cells)</th><th>failures</th></tr>")
+    h.append("</div><h2>Per cell</h2>" + _table(summary, "cells") + "<tr><th>cell</th><th>held out</th><th>n</th>"
+             "<th>successes</th><th>success</th><th>CI low</th><th>CI high</th><th>errors</th>"
+             "<th>median error (mm)</th><th>median error (cells)</th><th>failures</th></tr>")
     for cid, s in summary.get("per_cell", {}).items():
         h.append(f"<tr data-cell='{_E(cid)}'><td class='l'>{_E(cid)}</td><td>{'yes' if s['heldout'] else ''}</td>"
                  f"<td data-key='n'>{s['n']}</td><td data-key='successes'>{s['successes']}</td>"

@@ -2,8 +2,10 @@
 
 Episodes are (cell, j) for every cell of the grid (held-out levels included) and j < K; episode
 (c, j) runs with ``c.params`` and the seed ``SeedSequence([root seed, crc32(c.id), j])``, so its
-content depends on nothing else (not on worker count or order). ``replay:STORE`` instead runs every
-episode of the store with its recorded seed and parameters.
+content depends on nothing else (not on worker count or order). A ``random`` grid is sampled as
+generation samples it: episode ``random/k`` (k < K x listed cells) takes every axis at once from
+``grid.episode_params(root seed, k)`` and the seed ``SeedSequence([root seed, crc32("random"), k])``.
+``replay:STORE`` instead runs every episode of the store with its recorded seed and parameters.
 
 The environment, perturbations and success check are the ones generation uses
 (``bomb_data.env.GoPlaceEnv``); this module only drives the loop and measures. Results are
@@ -35,8 +37,8 @@ from ..config import BombConfig
 from ..errors import BombDataError, ConfigError, EpisodeError, PolicyError
 from .adapt import AdapterConfig, adapt_observation, to_action_chunk
 from .metrics import aggregate
-from .policies import NOOP_ACTION, default_adapter, make_policy, parse_policy_spec
-from .protocol import EpisodeStart, PolicyFailure
+from .policies import NOOP_ACTION, comparability, make_policy, parse_policy_spec, plan_adapter
+from .protocol import EpisodeStart, PolicyFailure, policy_seed
 
 log = logging.getLogger(__name__)
 RESULTS = "results.jsonl"
@@ -64,6 +66,7 @@ class EpisodeSpec:
     source_index: int | None = None
     source_success: bool | None = None
     record_video: bool = False
+    grid_levels: tuple[tuple[str, str], ...] = ()  # every axis's level (random and full grids)
 
 
 @dataclass(frozen=True)
@@ -87,15 +90,27 @@ def eval_seed(root_seed: int, cell_id: str, j: int) -> int:
     return int(ss.generate_state(1, np.uint64)[0] >> 1)
 
 
+#: Cell id of every episode of a ``random`` grid (each samples its own combination of levels).
+RANDOM_CELL = "random"
+
+
 def grid_episodes(grid: Any, k: int, root_seed: int, videos_per_cell: int) -> list[EpisodeSpec]:
-    """Cells x K episode specs of a grid, cell by cell."""
+    """Cells x K episode specs of a grid, cell by cell; for a ``random`` grid, K x (listed cells)
+    episodes whose levels are drawn together by ``grid.episode_params`` (as generation draws them)."""
     out = []
+    if grid.mode == "random":
+        for i in range(k * len(grid.cells())):
+            c, p = grid.episode_params(root_seed, i)
+            out.append(EpisodeSpec(f"{RANDOM_CELL}/{i}", RANDOM_CELL, i, eval_seed(root_seed, RANDOM_CELL, i),
+                                   p.model_dump(mode="json"), None, None, tuple(c.levels), bool(c.heldout),
+                                   record_video=i < videos_per_cell, grid_levels=tuple(c.grid_levels)))
+        return out
     for c in grid.cells():
         p = c.params.model_dump(mode="json")
         for j in range(k):
             out.append(EpisodeSpec(f"{c.id}/{j}", c.id, j, eval_seed(root_seed, c.id, j), p, c.axis, c.level,
                                    tuple(tuple(x) for x in c.levels), bool(c.heldout),
-                                   record_video=j < videos_per_cell))
+                                   record_video=j < videos_per_cell, grid_levels=tuple(c.grid_levels)))
     return out
 
 
@@ -133,6 +148,7 @@ def run_episode(env: Any, policy: Any, adapter: AdapterConfig, ep: EpisodeSpec, 
         "episode_id": ep.episode_id, "cell_id": ep.cell_id, "j": ep.j, "seed": ep.seed, "axis": ep.axis,
         "level": ep.level, "levels": [list(x) for x in ep.levels], "heldout": ep.heldout,
         "status": "ok", "success": False, "failure_reason": None, "error": None, "error_kind": None,
+        "grid_levels": dict(ep.grid_levels) or None, "params": ep.params,
     }
     if ep.source_index is not None:
         row["source_index"], row["source_success"] = ep.source_index, ep.source_success
@@ -163,7 +179,7 @@ def run_episode(env: Any, policy: Any, adapter: AdapterConfig, ep: EpisodeSpec, 
     queue: deque[np.ndarray] = deque()
     t_loop = time.perf_counter()
     try:
-        policy.reset(EpisodeStart(ep.episode_id, ep.seed, info["instruction"], ep.source_index))
+        policy.reset(EpisodeStart(ep.episode_id, policy_seed(ep.seed), info["instruction"], ep.source_index))
         while not done:
             if not queue:
                 pobs = adapt_observation(obs, adapter,
@@ -311,7 +327,7 @@ def run_episode_task(ep: EpisodeSpec, run: RunSettings) -> dict[str, Any]:
         return {"episode_id": ep.episode_id, "cell_id": ep.cell_id, "j": ep.j, "seed": ep.seed, "axis": ep.axis,
                 "level": ep.level, "levels": [list(x) for x in ep.levels], "heldout": ep.heldout,
                 "status": "error", "success": False, "failure_reason": "policy_error", "error": str(exc),
-                "error_kind": kind, "steps": 0}
+                "error_kind": kind, "steps": 0, "grid_levels": dict(ep.grid_levels) or None, "params": ep.params}
     return run_episode(env, policy, run.adapter, ep, Path(run.out_dir), fps=run.cfg.sim.control_hz)
 
 
@@ -466,7 +482,7 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
     t0 = time.perf_counter()
     spec = parse_policy_spec(policy)
     try:
-        acfg = default_adapter(spec, **(adapter or {}))
+        acfg, privileged = plan_adapter(spec, **(adapter or {}))  # refuses privileged state for undeclared policies
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, "adapter")) from None
     if spec.kind == "replay":
@@ -485,12 +501,15 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
                 raise ConfigError(format_validation_error(exc, f"{spec.target} config")) from None
         episodes = store_episodes(store, videos_per_cell)
         grid_desc = {"name": f"replay:{spec.target}", "hash": store.description.get("config_hash")}
+        grid_meta: dict[str, Any] = {}
     else:
         from ..perturb.grid import load_grid
 
         g = load_grid(grid)
         episodes = grid_episodes(g, episodes_per_cell, seed, videos_per_cell)
         grid_desc = {"name": g.name, "hash": g.hash, "cells": len(g.cells())}
+        grid_meta = {"grid_mode": g.mode,  # the levels of each axis, in grid order (per-axis marginals)
+                     "grid_axes": {a: [[lv.id, lv.heldout] for lv in lvs] for a, lvs in g.levels.items()}}
     if adapter and adapter.get("settle_steps"):
         cfg = cfg.model_copy(update={"sim": cfg.sim.model_copy(
             update={"max_steps": cfg.sim.max_steps + acfg.settle_steps})})
@@ -532,7 +551,7 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
     meta = {"key": run_key, "policy_description": policy_desc, "versions": versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "episodes_per_cell": episodes_per_cell, "episodes_planned": len(episodes),
-            **sim_meta}
+            "privileged": privileged, **grid_meta, **sim_meta}
     run_path.write_text(json.dumps(meta, indent=2, default=str))
     run = RunSettings(cfg, policy, acfg, str(out), unnorm_key, timeout_s, retries, backoff_s)
     writer = _ResultsWriter(res_path, keep)
@@ -648,6 +667,7 @@ def finalize(out: Path, complete: bool = True, seconds: float | None = None) -> 
     summary: dict[str, Any] = {
         "policy": meta.get("key", {}).get("policy"),
         "grid": meta.get("key", {}).get("grid"),
+        "grid_mode": meta.get("grid_mode"),
         "seed": meta.get("key", {}).get("seed"),
         "adapter": meta.get("key", {}).get("adapter"),
         "unnorm_key": meta.get("key", {}).get("unnorm_key"),
@@ -657,7 +677,8 @@ def finalize(out: Path, complete: bool = True, seconds: float | None = None) -> 
         "versions": meta.get("versions"),
         "image_size": meta.get("image_size"),
         "max_steps": meta.get("max_steps"),
-        **aggregate(rows),
+        **comparability(meta.get("privileged"), meta.get("key", {}).get("adapter")),
+        **aggregate(rows, meta.get("grid_axes")),
     }
     if seconds is not None:
         summary["seconds_this_run"] = round(seconds, 2)

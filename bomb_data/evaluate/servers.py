@@ -33,7 +33,7 @@ import numpy as np
 
 from .adapt import encode_gripper
 from .clients.wire import json_dumps, json_loads, packb, unpackb
-from .protocol import EpisodeStart
+from .protocol import EpisodeStart, policy_seed
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,10 @@ class ServedPolicy:
         p = self._policies.get(key)
         if p is None:
             p = self.factory()
-            p.reset(EpisodeStart(str(key), int(key or 0), str(obs.get("prompt") or obs.get("instruction") or "")))
+            # bomb/seed (sent with the privileged state) is the episode seed; the served policy gets
+            # the one-way policy seed, as in process
+            seed = policy_seed(int(key)) if key is not None else 0
+            p.reset(EpisodeStart(f"{seed:016x}", seed, str(obs.get("prompt") or obs.get("instruction") or "")))
             self._policies[key] = p
             while len(self._policies) > 64:
                 self._policies.popitem(last=False)

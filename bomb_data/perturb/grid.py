@@ -20,10 +20,13 @@ Modes:
   levels); more than ``max_cells`` cells is an error.
 - ``random``: every episode samples every axis uniformly among its training levels; with
   probability ``heldout_rate`` one axis that has held-out levels takes one of them instead (the
-  episode is then held out). ``cells()`` lists the levels sampled from, one cell per level.
+  episode is then held out). ``cells()`` lists the levels sampled from, one cell per level (for
+  previews and ``grid show``); episodes are not run per listed cell.
 
 Episode k's parameters depend only on (seed, k, grid content): in the enumerated modes episode k
 uses cell ``k mod n_cells``; in random mode the draw uses ``SeedSequence([seed, grid_hash32, k])``.
+``bomb-data generate`` and ``bomb-data eval`` both take a random grid's episodes from
+``episode_params(seed, k)``, so the same (seed, k, grid) gives the same parameters in both.
 """
 
 from __future__ import annotations
@@ -99,6 +102,10 @@ class Cell:
         level: the level id of that axis (None likewise).
         heldout: some level of the cell is held out of training.
         levels: (axis, level id) of every non-nominal level in the cell.
+        grid_levels: (axis, level id) of every axis of the grid, nominal levels included, in grid
+            order, where the cell takes one listed level of every axis (cells of ``full`` grids and
+            the sampled cells of ``random`` grids); empty otherwise. Per-axis marginals group
+            episodes by it.
     """
 
     id: str
@@ -107,6 +114,7 @@ class Cell:
     level: str | None = None
     heldout: bool = False
     levels: tuple[tuple[str, str], ...] = field(default=())
+    grid_levels: tuple[tuple[str, str], ...] = field(default=())
 
 
 def _to_jsonable(v: Any) -> Any:
@@ -136,13 +144,15 @@ def compose(levels: list[Level], where: str) -> EpisodeParams:
     return p
 
 
-def _cell(levels: list[Level], where: str, axis: str | None = None) -> Cell:
+def _cell(levels: list[Level], where: str, axis: str | None = None, every_axis: bool = False) -> Cell:
+    """The cell of ``levels``; ``every_axis``: they are one level of each axis of the grid (``grid_levels``)."""
     active = [lv for lv in levels if not lv.nominal]
     cid = ",".join(f"{lv.axis}={lv.id}" for lv in active) or NOMINAL_ID
     one = active[0] if axis is not None and active else None
     return Cell(id=cid, params=compose(active, f"{where}: cell {cid}"), axis=one.axis if one else None,
                 level=one.id if one else None, heldout=any(lv.heldout for lv in levels),
-                levels=tuple((lv.axis, lv.id) for lv in active))
+                levels=tuple((lv.axis, lv.id) for lv in active),
+                grid_levels=tuple((lv.axis, lv.id) for lv in levels) if every_axis else ())
 
 
 class Grid:
@@ -253,7 +263,7 @@ class Grid:
                         cells.append(_cell([lv], where, axis=lv.axis))
         else:  # full
             for combo in itertools.product(*self.levels.values()):
-                cells.append(_cell(list(combo), where))
+                cells.append(_cell(list(combo), where, every_axis=True))
         seen: dict[str, int] = {}
         for c in cells:
             if c.id in seen:
@@ -289,7 +299,7 @@ class Grid:
         for a, lvs in self.levels.items():
             pool = [lv for lv in lvs if lv.heldout == (a == heldout_axis)]
             chosen.append(pool[int(rng.integers(len(pool)))])
-        c = _cell(chosen, f"grid {self.source}")
+        c = _cell(chosen, f"grid {self.source}", every_axis=True)
         return c, c.params
 
     # ---------------------------------------------------------------------------------- reports
