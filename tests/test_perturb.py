@@ -99,9 +99,10 @@ def test_named_raw_level_and_vector_ids() -> None:
     ({"mode": "random", "axes": {"camera_fov": {"levels": [30], "heldout": [30]}}}, "training level"),
     ({"mode": "random", "heldout_rate": 0.2, "axes": {"camera_fov": {"levels": [30]}}}, "heldout_rate"),
     ({"mode": "one-at-a-time", "axes": {"n_board_stones": {"levels": [9]}, "board_size": {"levels": [3]}}}, None),
-    ({"mode": "full", "axes": {"n_board_stones": {"levels": [9]}, "board_size": {"levels": [3]}}}, "at most 8"),
-    ({"mode": "random", "axes": {"n_board_stones": {"levels": [3, 9]}, "board_size": {"levels": [3, 5]}}},
-     "at most 8"),
+    ({"mode": "full", "axes": {"n_board_stones": {"levels": [9]}, "board_size": {"levels": [3]}}},
+     "at most 6 on a 3x3 board (sim.min_empty_points = 3"),
+    ({"mode": "random", "axes": {"n_board_stones": {"levels": [3, 7]}, "board_size": {"levels": [3, 5]}}},
+     "at most 6"),
 ])
 def test_bad_grids_fail_with_one_clear_line(data: dict, needle: str | None) -> None:
     if needle is None:  # valid: one at a time never combines the two axes

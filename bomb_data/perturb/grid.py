@@ -42,7 +42,7 @@ from pydantic import Field, ValidationError
 from .._model import StrictFrozen
 from .._yaml import read_yaml
 from ..errors import ConfigError
-from ..params import EpisodeParams
+from ..params import MIN_EMPTY_POINTS, EpisodeParams, check_room
 from .axes import NOMINAL, get_axis
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,8 @@ def compose(levels: list[Level], where: str) -> EpisodeParams:
     """Nominal ``EpisodeParams`` updated by the levels (disjoint fields), validated.
 
     Raises:
-        ConfigError: the combination is impossible (e.g. more stones than intersections).
+        ConfigError: the combination is impossible (e.g. more stones than the board holds with the
+            default ``sim.min_empty_points`` intersections left empty).
     """
     data = NOMINAL.model_dump()
     for lv in levels:
@@ -129,10 +130,7 @@ def compose(levels: list[Level], where: str) -> EpisodeParams:
         from ..config import format_validation_error
 
         raise ConfigError(format_validation_error(exc, where)) from None
-    n = p.scene.board_size
-    if p.scene.n_board_stones > n * n - 1:
-        raise ConfigError(f"{where}: scene.n_board_stones: expected at most {n * n - 1} on a {n}x{n} board, "
-                          f"given {p.scene.n_board_stones}")
+    check_room(p.scene.board_size, p.scene.n_board_stones, MIN_EMPTY_POINTS, where)
     return p
 
 
