@@ -175,7 +175,7 @@ class GoPlaceEnv(gym.Env):
         sc, m, d = self.scene, self.model, self.data
         assert sc is not None and m is not None and d is not None
         # The scene first (from generators the target never touches), then the target among the
-        # empty points: the same seed with any two targets gives the same scene (docs/scene.md).
+        # empty points: the same seed with any two targets gives the same scene (docs/conventions.md).
         cells, self.target = draw_board(rng.layout, rng.target, n, ps.n_board_stones, ps.layout,
                                         options.get("target"))
         tr, tc = self.target
