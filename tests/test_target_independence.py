@@ -125,3 +125,25 @@ def test_grids_refuse_boards_with_fewer_than_three_empty_points() -> None:
     with pytest.raises(ConfigError, match="at most 6 on a 3x3 board"):
         grid_from_dict({"mode": "random", "axes": {"n_board_stones": {"levels": [3, 7]},
                                                     "board_size": {"levels": [3, 5]}}})
+
+
+def test_a_configuration_asking_more_empty_points_than_a_grid_leaves_is_refused_before_writing(run_cli, tmp_path):
+    g = load_grid("study")
+    g.require_empty_points(3)
+    g.require_empty_points(11)  # its most crowded cell: 14 stones on 5x5
+    with pytest.raises(ConfigError, match=r"^grid study.yaml: cell n_board_stones=14: .*at most 13 on a 5x5 board"):
+        g.require_empty_points(12)
+    rand = grid_from_dict({"mode": "random", "axes": {"n_board_stones": {"levels": [3, 6]},
+                                                       "board_size": {"levels": [3, 5]}}})
+    rand.require_empty_points(3)  # 6 stones on 3x3 leave 3
+    with pytest.raises(ConfigError, match="combination n_board_stones=6,board_size=3"):
+        rand.require_empty_points(4)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("sim:\n  min_empty_points: 23\n")
+    for args in (("generate", "--n", "1", "--out", str(tmp_path / "store")),
+                 ("eval", "--policy", "expert", "--out", str(tmp_path / "eval"))):
+        r = run_cli(*args, "--config", str(cfg), timeout=300)
+        err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+        assert r.returncode == 2 and len(err) == 1 and "sim.min_empty_points = 23" in err[0], r.stderr[-1500:]
+        assert "Traceback" not in r.stderr
+    assert not (tmp_path / "store").exists() and not (tmp_path / "eval").exists()

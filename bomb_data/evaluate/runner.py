@@ -489,6 +489,7 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
         from ..perturb.grid import load_grid
 
         g = load_grid(grid)
+        g.require_empty_points(cfg.sim.min_empty_points)
         episodes = grid_episodes(g, episodes_per_cell, seed, videos_per_cell)
         grid_desc = {"name": g.name, "hash": g.hash, "cells": len(g.cells())}
     if adapter and adapter.get("settle_steps"):

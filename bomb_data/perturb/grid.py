@@ -261,6 +261,23 @@ class Grid:
         self._cells = cells
         return cells
 
+    def require_empty_points(self, min_empty_points: int) -> None:
+        """Refuse the grid when some episode would leave fewer than ``min_empty_points`` empty
+        intersections (``sim.min_empty_points`` of the configuration in use).
+
+        Raises:
+            ConfigError: one line naming the cell (or, in random mode, the worst combination).
+        """
+        where = f"grid {self.source}"
+        for c in self.cells():
+            ps = c.params.scene
+            check_room(ps.board_size, ps.n_board_stones, min_empty_points, f"{where}: cell {c.id}")
+        if self.mode == "random":  # episodes combine levels: most stones on the smallest board
+            sizes = [lv.value for lv in self.levels.get("board_size", [])] or [NOMINAL.scene.board_size]
+            stones = [lv.value for lv in self.levels.get("n_board_stones", [])] or [NOMINAL.scene.n_board_stones]
+            check_room(int(min(sizes)), int(max(stones)), min_empty_points,
+                       f"{where}: combination n_board_stones={max(stones)},board_size={min(sizes)}")
+
     @property
     def max_board_stones(self) -> int:
         """The most stones on the board any episode of this grid can have."""
