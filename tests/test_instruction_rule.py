@@ -160,6 +160,10 @@ def test_the_old_wording_is_ambiguous_to_the_reference() -> None:
     (("row {near1} from the near edge, column {left1} from the left edge, counting from one",
       "row {near1} from the far edge, column {left1} from the left edge, counting from one"), "coordinates.one_based"),
     (('    - "and then stop"', '    - "and then the left one"'), "distractors"),
+    (("the {color} stone from the tray at {coord}", "the {color} stone from the tray at {coord} {size}"),
+     "templates.train"),
+    (("row {near1} from the near edge, column {left1}", "row {middle} from the near edge, column {left1}"),
+     "coordinates.one_based"),
 ])
 def test_instruction_files_that_break_the_rule_are_refused(tmp_path, edit: tuple[str, str], needle: str) -> None:
     from bomb_data.errors import ConfigError

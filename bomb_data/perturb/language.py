@@ -97,7 +97,11 @@ def _check_phrasings(t: InstructionTemplates, name: str) -> None:
     """Every template names the tray stone; every phrasing writes sentences ``parse_target`` reads back."""
     for s in ("train", "unseen"):
         for tpl in getattr(t.templates, s):
-            if "{coord}" not in tpl or "{color}" not in tpl or not _TRAY_RE.search(tpl.format(color="black", coord="")):
+            try:
+                filled = tpl.format(color="black", coord="")
+            except (KeyError, IndexError, ValueError):
+                filled = ""
+            if "{coord}" not in tpl or "{color}" not in tpl or not _TRAY_RE.search(filled):
                 raise ConfigError(f"{name}: templates.{s}: expected {{color}}, {{coord}} and the stone named as "
                                   f"'the {{color}} stone from the tray' (or 'in the tray'), given {tpl!r}")
     for conv in CONVENTIONS:
