@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, model_validator
 from ._model import StrictFrozen
 from ._yaml import read_yaml
 from .errors import ConfigError
+from .params import MIN_EMPTY_POINTS
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -39,6 +40,9 @@ class SimConfig(StrictFrozen):
     success_tolerance_cells: float = Field(0.3, gt=0, le=0.5)
     displaced_tolerance_m: float = Field(0.005, gt=0)
     max_tilt_deg: float = Field(10.0, gt=0, le=45)
+    min_empty_points: int = Field(MIN_EMPTY_POINTS, ge=1, le=360,
+                                  description="empty intersections every episode keeps; the target is drawn among "
+                                              "them (more board stones are a configuration error)")
 
 
 class ExpertConfig(StrictFrozen):

@@ -18,7 +18,7 @@ import logging
 import math
 import os
 import string
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import mujoco
@@ -29,20 +29,38 @@ from pydantic import ValidationError
 from ._gl import renderer  # (importing _gl sets MUJOCO_GL before mujoco)
 from .config import BombConfig, SimConfig, format_validation_error
 from .errors import ConfigError
-from .params import EpisodeParams
+from .params import EpisodeParams, check_room
 from .perturb.image import perturb_frame
 from .perturb.language import write_instruction
 from .rotations import state8
 from .sim.controller import MAX_DPOS_M, MAX_DROT_RAD, DeltaEEFController
 from .sim.panda import HOME_QPOS
 from .sim.scene import BOARD_THICKNESS_M, Scene, Structure, apply_appearance, build_scene, intersection_world
-from .task import SuccessChecker, sample_layout
+from .task import SuccessChecker, draw_board
 
 log = logging.getLogger(__name__)
 CAMERAS = ("agentview", "wrist")
 ENV_ID = "bomb_data/GoPlace-v0"
 SETTLE_S = 0.3
 _GL_LOGGED = False
+
+
+class EpisodeGenerators(NamedTuple):
+    """One generator per random quantity of an episode (the order of ``SeedSequence.spawn``)."""
+
+    target: np.random.Generator
+    layout: np.random.Generator
+    colors: np.random.Generator
+    scene: np.random.Generator
+    robot: np.random.Generator
+    language: np.random.Generator
+    image: np.random.Generator
+
+
+def episode_generators(np_random: np.random.Generator) -> EpisodeGenerators:
+    """The episode's generators, from one draw of the env's seeded ``np_random``."""
+    ss = np.random.SeedSequence(int(np_random.integers(0, 2**63 - 1)))
+    return EpisodeGenerators(*(np.random.default_rng(s) for s in ss.spawn(7)))
 
 
 def register_envs() -> None:
@@ -129,7 +147,16 @@ class GoPlaceEnv(gym.Env):
             self.ctrl = DeltaEEFController(sc.model, self.data, sc.ids["grasp_site"], open_w, 1.0 / self.cfg.control_hz)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        """Start an episode. ``options``: ``params`` (EpisodeParams), ``target`` ((row, col), 0-based)."""
+        """Start an episode. ``options``: ``params`` (EpisodeParams), ``target`` ((row, col), 0-based).
+
+        The scene (board stones, their colours and yaws, appearance, robot start, image noise and
+        the instruction's template choices) is drawn from the seed alone; the target is then drawn
+        uniformly among the empty intersections (``board_cells`` holds the occupied ones), or given.
+
+        Raises:
+            ConfigError: invalid params, more board stones than ``sim.min_empty_points`` allows,
+                or a given target off the board or on a board stone.
+        """
         super().reset(seed=seed)
         options = options or {}
         p: EpisodeParams = options.get("params") or self.default_params
@@ -141,29 +168,22 @@ class GoPlaceEnv(gym.Env):
         self.params = p
         ps = p.scene
         n = ps.board_size
-        if ps.n_board_stones > n * n - 1:
-            raise ConfigError(f"scene.n_board_stones: expected at most {n * n - 1} on a {n}x{n} board, "
-                              f"given {ps.n_board_stones}")
-        # One generator per random quantity, all from the episode seed.
-        ss = np.random.SeedSequence(int(self.np_random.integers(0, 2**63 - 1)))
-        r_target, r_layout, r_colors, r_scene, r_robot, r_lang, r_image = (np.random.default_rng(s)
-                                                                           for s in ss.spawn(7))
-        self._img_rng = r_image
+        check_room(n, ps.n_board_stones, self.cfg.min_empty_points)
+        rng = episode_generators(self.np_random)
+        self._img_rng = rng.image
         self._use_scene(p)
         sc, m, d = self.scene, self.model, self.data
         assert sc is not None and m is not None and d is not None
-        if "target" in options:
-            tr, tc = (int(v) for v in options["target"])
-            if not (0 <= tr < n and 0 <= tc < n):
-                raise ConfigError(f"target: expected row and column in 0..{n - 1}, given {(tr, tc)}")
-        else:
-            tr, tc = (int(v) for v in r_target.integers(0, n, size=2))
-        self.target = (tr, tc)
-        cells = sample_layout(r_layout, n, ps.n_board_stones, ps.layout, exclude=self.target)
-        colors = [("black", "white")[int(b)] for b in r_colors.integers(0, 2, size=len(cells))]
-        apply_appearance(sc, ps, r_scene, colors, self.cfg.image_width / self.cfg.image_height)
+        # The scene first (from generators the target never touches), then the target among the
+        # empty points: the same seed with any two targets gives the same scene (docs/conventions.md).
+        cells, self.target = draw_board(rng.layout, rng.target, n, ps.n_board_stones, ps.layout,
+                                        options.get("target"))
+        tr, tc = self.target
+        self.board_cells = cells
+        colors = [("black", "white")[int(b)] for b in rng.colors.integers(0, 2, size=len(cells))]
+        apply_appearance(sc, ps, rng.scene, colors, self.cfg.image_width / self.cfg.image_height)
         mujoco.mj_resetData(m, d)
-        q0 = (HOME_QPOS + r_robot.normal(0, ps.robot_init_noise_rad, size=7) if ps.robot_init_noise_rad > 0
+        q0 = (HOME_QPOS + rng.robot.normal(0, ps.robot_init_noise_rad, size=7) if ps.robot_init_noise_rad > 0
               else HOME_QPOS)
         self.ctrl.reset(q0, gripper=-1.0)
         g = sc.geom
@@ -172,7 +192,7 @@ class GoPlaceEnv(gym.Env):
             w = intersection_world(sc, ps, r, c)
             adr = sc.stone_qpos_adr[k]
             d.qpos[adr : adr + 3] = [w[0], w[1], zc]
-            yaw = r_layout.uniform(-math.pi, math.pi)
+            yaw = rng.layout.uniform(-math.pi, math.pi)
             d.qpos[adr + 3 : adr + 7] = [math.cos(yaw / 2), 0, 0, math.sin(yaw / 2)]
         adr = sc.stone_qpos_adr[0]
         off = np.clip(np.asarray(ps.active_stone_offset_m), -0.02, 0.02)
@@ -185,7 +205,7 @@ class GoPlaceEnv(gym.Env):
         self.target_world = intersection_world(sc, ps, tr, tc)
         initial = np.array([d.xpos[b] for b in sc.stone_bodies[1:]]).reshape(-1, 3)
         self.checker = SuccessChecker(sc, self.cfg, ps, self.target, self.target_world, initial)
-        self.instruction, self.convention = write_instruction(tr, tc, n, ps.stone_color, p.language, r_lang)
+        self.instruction, self.convention = write_instruction(tr, tc, n, ps.stone_color, p.language, rng.language)
         self._steps = 0
         self._placement = self.checker.check(d)
         obs = self._observe()

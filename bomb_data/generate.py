@@ -286,6 +286,7 @@ def generate(cfg: BombConfig, out: Path, *, workers: int | None = None, schedule
     t0 = time.perf_counter()
     gen = cfg.generate
     grid = load_grid(gen.grid)
+    grid.require_empty_points(cfg.sim.min_empty_points)
     max_stones = grid.max_board_stones
     content_hash = f"{cfg.content_hash()}-{grid.hash}"
     desc = {

@@ -14,8 +14,23 @@ from typing import Literal
 from pydantic import Field
 
 from ._model import Frozen
+from .errors import ConfigError
 
 RGB = tuple[float, float, float]
+MIN_EMPTY_POINTS = 3  # default of sim.min_empty_points: empty intersections the target is drawn among
+
+
+def check_room(board_size: int, n_board_stones: int, min_empty_points: int, where: str = "") -> None:
+    """Refuse a board that would leave fewer than ``min_empty_points`` empty intersections.
+
+    Raises:
+        ConfigError: one line naming ``scene.n_board_stones`` and ``sim.min_empty_points``.
+    """
+    n, k = board_size, n_board_stones
+    if k > n * n - min_empty_points:
+        pre = f"{where}: " if where else ""
+        raise ConfigError(f"{pre}scene.n_board_stones: expected at most {max(0, n * n - min_empty_points)} on a "
+                          f"{n}x{n} board (sim.min_empty_points = {min_empty_points} must stay empty), given {k}")
 
 
 class SceneParams(Frozen):

@@ -25,16 +25,17 @@ FAILURE_REASONS = ("missed_grasp", "not_released", "dropped", "not_flat", "displ
                    "wrong_intersection", "not_at_rest", "timeout")
 
 
-def sample_layout(rng: np.random.Generator, n: int, k: int, layout: str,
-                  exclude: tuple[int, int]) -> list[tuple[int, int]]:
-    """``k`` distinct intersections of an n x n board, none equal to ``exclude``.
+def sample_layout(rng: np.random.Generator, n: int, k: int, layout: str) -> list[tuple[int, int]]:
+    """``k`` distinct intersections of an n x n board, drawn without knowing the target.
 
     Layouts: ``random`` (uniform), ``clustered`` (nearest to a random centre, with jitter),
     ``line`` (along a random row, column or diagonal, continuing elsewhere when it is full).
+    The target is drawn afterwards among the points left empty (``sample_target``), so the
+    stones carry no information about it.
     """
-    if k > n * n - 1:
-        raise ConfigError(f"scene.n_board_stones: expected at most {n * n - 1} on a {n}x{n} board, given {k}")
-    cells = [(r, c) for r in range(n) for c in range(n) if (r, c) != exclude]
+    if not 0 <= k <= n * n - 1:
+        raise ConfigError(f"scene.n_board_stones: expected 0..{n * n - 1} on a {n}x{n} board, given {k}")
+    cells = [(r, c) for r in range(n) for c in range(n)]
     if k == 0:
         return []
     if layout == "random":
@@ -58,6 +59,42 @@ def sample_layout(rng: np.random.Generator, n: int, k: int, layout: str,
         raise ConfigError(f"scene.layout: expected random, clustered or line, given {layout!r}")
     order = np.argsort(d)[:k]
     return [cells[i] for i in sorted(order)]
+
+
+def empty_points(n: int, occupied: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The intersections of an n x n board without a stone, in row-major order."""
+    occ = set(occupied)
+    return [(r, c) for r in range(n) for c in range(n) if (r, c) not in occ]
+
+
+def sample_target(rng: np.random.Generator, n: int, occupied: list[tuple[int, int]]) -> tuple[int, int]:
+    """The target: uniform among the empty intersections (one draw from ``rng``)."""
+    empty = empty_points(n, occupied)
+    if not empty:
+        raise ConfigError(f"scene.n_board_stones: no empty intersection left on the {n}x{n} board")
+    return empty[int(rng.integers(len(empty)))]
+
+
+def draw_board(r_layout: np.random.Generator, r_target: np.random.Generator, n: int, k: int, layout: str,
+               target: tuple[int, int] | None = None) -> tuple[list[tuple[int, int]], tuple[int, int]]:
+    """The board stones, then the target: what ``GoPlaceEnv.reset`` draws, in its order.
+
+    The layout uses only ``r_layout``; the target (unless given) is drawn from ``r_target`` among
+    the points the layout left empty. The same generators with any two targets give the same stones.
+
+    Raises:
+        ConfigError: a given target off the board or on a stone.
+    """
+    cells = sample_layout(r_layout, n, k, layout)
+    if target is None:
+        return cells, sample_target(r_target, n, cells)
+    tr, tc = (int(v) for v in target)
+    if not (0 <= tr < n and 0 <= tc < n):
+        raise ConfigError(f"target: expected row and column in 0..{n - 1}, given {(tr, tc)}")
+    if (tr, tc) in cells:
+        raise ConfigError(f"target: expected an empty intersection, given {(tr, tc)}, which holds a board stone "
+                          f"for this seed")
+    return cells, (tr, tc)
 
 
 @dataclass

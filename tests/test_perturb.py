@@ -99,9 +99,10 @@ def test_named_raw_level_and_vector_ids() -> None:
     ({"mode": "random", "axes": {"camera_fov": {"levels": [30], "heldout": [30]}}}, "training level"),
     ({"mode": "random", "heldout_rate": 0.2, "axes": {"camera_fov": {"levels": [30]}}}, "heldout_rate"),
     ({"mode": "one-at-a-time", "axes": {"n_board_stones": {"levels": [9]}, "board_size": {"levels": [3]}}}, None),
-    ({"mode": "full", "axes": {"n_board_stones": {"levels": [9]}, "board_size": {"levels": [3]}}}, "at most 8"),
-    ({"mode": "random", "axes": {"n_board_stones": {"levels": [3, 9]}, "board_size": {"levels": [3, 5]}}},
-     "at most 8"),
+    ({"mode": "full", "axes": {"n_board_stones": {"levels": [9]}, "board_size": {"levels": [3]}}},
+     "at most 6 on a 3x3 board (sim.min_empty_points = 3"),
+    ({"mode": "random", "axes": {"n_board_stones": {"levels": [3, 7]}, "board_size": {"levels": [3, 5]}}},
+     "at most 6"),
 ])
 def test_bad_grids_fail_with_one_clear_line(data: dict, needle: str | None) -> None:
     if needle is None:  # valid: one at a time never combines the two axes
@@ -350,14 +351,33 @@ def test_instruction_round_trip_all_conventions(n: int) -> None:
 
 
 def test_conventions_on_a_known_example() -> None:
-    rng = np.random.default_rng(0)
-    z, _ = write_instruction(2, 3, 5, "black", LanguageParams(), rng)
-    assert "row 2" in z and "column 3" in z
-    o, _ = write_instruction(2, 3, 5, "black", LanguageParams(convention="one_based"), np.random.default_rng(1))
-    assert ("row 3" in o and "column 4" in o) or ("3rd row" in o and "4th column" in o)
-    # Go letters: A = left column; row numbers count up from the bottom of the agentview picture.
+    # (2, 3) on 5x5 is the middle row, 4th column from the left: row 2 from the near edge counting from 0
+    z, _ = write_instruction(2, 3, 5, "black", LanguageParams(), np.random.default_rng(0))
+    assert "row 2 from the near edge" in z and "column 3 from the left edge" in z and "counting from zero" in z
+    assert "black stone from the tray" in z or "black stone in the tray" in z
+    o = {write_instruction(1, 3, 5, "black", LanguageParams(convention="one_based"), np.random.default_rng(s))[0]
+         for s in range(20)}
+    assert any("row 4 from the near edge, column 4 from the left edge, counting from one" in x for x in o), o
+    assert any("the 4th row from the near edge and the 4th column from the left edge" in x for x in o), o
+    # Go letters: A = left column; row numbers count up from the near edge (bottom of the agentview picture).
     assert go_coordinate(0, 0, 5) == "A5" and go_coordinate(4, 0, 5) == "A1" and go_coordinate(2, 3, 5) == "D3"
     assert go_coordinate(0, 8, 9) == "J9" and go_coordinate(18, 18, 19) == "T1" and "I" not in GO_LETTERS
+    # one_based and Go name the same point with the same numbers: row 1 column 1 is A1
+    one = "put the black stone from the tray on row 1 from the near edge, column 1 from the left edge, counting from 1"
+    assert parse_target(one, 5) == parse_target("the black stone from the tray to A1", 5) == (4, 0)
+
+
+def test_parse_target_refuses_sentences_that_do_not_say_how_they_count() -> None:
+    for text in ("place the black stone at row 2, column 3",                      # no edge, no start (0.2.0)
+                 "row 2 from the near edge, column 3 from the left edge",          # no start for bare numbers
+                 "row 2 from the near edge, column 3, counting from zero",         # column without an edge
+                 "row 2 from the near edge, row 1 from the far edge, column 3 from the left edge, counting from one",
+                 "row 2 from the near edge, column 3 from the left edge, counting from zero and counting from one"):
+        with pytest.raises(ValueError):
+            parse_target(text, 5)
+    with pytest.raises(ValueError, match="counts from zero"):
+        parse_target("row 2 from the near edge, column 3 from the left edge, counting from zero", 5, "one_based")
+    assert parse_target("row 2 from the far edge, column 0 from the right edge, counting from zero", 5) == (2, 4)
 
 
 def test_template_sets_and_distractors_differ() -> None:
@@ -377,7 +397,8 @@ def test_write_instruction_rejects_off_board_targets() -> None:
     with pytest.raises(ConfigError):
         write_instruction(5, 0, 5, "black", LanguageParams(), np.random.default_rng(0))
     with pytest.raises(ValueError):
-        parse_target("place the black stone at row 7, column 1", 5)
+        parse_target("place the black stone from the tray at row 7 from the near edge, column 1 from the left "
+                     "edge, counting from one", 5)
 
 
 def test_perturb_does_not_import_mujoco() -> None:

@@ -506,6 +506,7 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
         from ..perturb.grid import load_grid
 
         g = load_grid(grid)
+        g.require_empty_points(cfg.sim.min_empty_points)
         episodes = grid_episodes(g, episodes_per_cell, seed, videos_per_cell)
         grid_desc = {"name": g.name, "hash": g.hash, "cells": len(g.cells())}
         grid_meta = {"grid_mode": g.mode,  # the levels of each axis, in grid order (per-axis marginals)

@@ -45,7 +45,7 @@ from pydantic import Field, ValidationError
 from .._model import StrictFrozen
 from .._yaml import read_yaml
 from ..errors import ConfigError
-from ..params import EpisodeParams
+from ..params import MIN_EMPTY_POINTS, EpisodeParams, check_room
 from .axes import NOMINAL, get_axis
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,8 @@ def compose(levels: list[Level], where: str) -> EpisodeParams:
     """Nominal ``EpisodeParams`` updated by the levels (disjoint fields), validated.
 
     Raises:
-        ConfigError: the combination is impossible (e.g. more stones than intersections).
+        ConfigError: the combination is impossible (e.g. more stones than the board holds with the
+            default ``sim.min_empty_points`` intersections left empty).
     """
     data = NOMINAL.model_dump()
     for lv in levels:
@@ -137,10 +138,7 @@ def compose(levels: list[Level], where: str) -> EpisodeParams:
         from ..config import format_validation_error
 
         raise ConfigError(format_validation_error(exc, where)) from None
-    n = p.scene.board_size
-    if p.scene.n_board_stones > n * n - 1:
-        raise ConfigError(f"{where}: scene.n_board_stones: expected at most {n * n - 1} on a {n}x{n} board, "
-                          f"given {p.scene.n_board_stones}")
+    check_room(p.scene.board_size, p.scene.n_board_stones, MIN_EMPTY_POINTS, where)
     return p
 
 
@@ -272,6 +270,23 @@ class Grid:
             seen[c.id] = 1
         self._cells = cells
         return cells
+
+    def require_empty_points(self, min_empty_points: int) -> None:
+        """Refuse the grid when some episode would leave fewer than ``min_empty_points`` empty
+        intersections (``sim.min_empty_points`` of the configuration in use).
+
+        Raises:
+            ConfigError: one line naming the cell (or, in random mode, the worst combination).
+        """
+        where = f"grid {self.source}"
+        for c in self.cells():
+            ps = c.params.scene
+            check_room(ps.board_size, ps.n_board_stones, min_empty_points, f"{where}: cell {c.id}")
+        if self.mode == "random":  # episodes combine levels: most stones on the smallest board
+            sizes = [lv.value for lv in self.levels.get("board_size", [])] or [NOMINAL.scene.board_size]
+            stones = [lv.value for lv in self.levels.get("n_board_stones", [])] or [NOMINAL.scene.n_board_stones]
+            check_room(int(min(sizes)), int(max(stones)), min_empty_points,
+                       f"{where}: combination n_board_stones={max(stones)},board_size={min(sizes)}")
 
     @property
     def max_board_stones(self) -> int:

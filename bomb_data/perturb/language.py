@@ -1,17 +1,23 @@
 """Instruction writing and parsing: templates, coordinate conventions, distractor words.
 
 Board coordinates in data are 0-based ``(row, col)``: row 0 is the row farthest from the robot
-(top of the agentview picture), column 0 the left column of the agentview picture. The text may
-use another convention (``LanguageParams.convention``):
+(top of the agentview picture), column 0 the left column of the agentview picture. The text says
+where it counts from, in words, so the sentence alone fixes the intersection (docs/conventions.md,
+"How an instruction names the intersection"). Every default phrasing counts as a Go board is
+labelled: rows from the near edge (the robot's side, bottom of the agentview picture), columns
+from the left edge (the robot's left). ``LanguageParams.convention`` picks the counting:
 
-- ``zero_based``: "row 2, column 3" is ``(2, 3)``.
-- ``one_based``: "the 3rd row and the 4th column" / "row 3, column 4, counting from one" is ``(2, 3)``.
-- ``go_letters``: as printed on a Go board seen in the agentview picture. Columns are letters
-  ``A B C D E F G H J K L M N O P Q R S T`` (no ``I``) from left to right, so letter index = ``col``;
-  rows are numbered from the bottom of the picture (the row nearest the robot) starting at 1, so
-  number = ``board_size - row``. On a 5 x 5 board ``(0, 0)`` is "A5", ``(4, 0)`` is "A1",
-  ``(2, 3)`` is "D3".
+- ``zero_based``: "row 2 from the near edge, column 3 from the left edge, counting from zero";
+  on an n x n board that is ``(n - 1 - 2, 3)``.
+- ``one_based``: "row 3 from the near edge, column 4 from the left edge, counting from one" or
+  "the 3rd row from the near edge and the 4th column from the left edge": ``(n - 3, 3)``, the
+  same intersection as the Go coordinate "D3".
+- ``go_letters``: standard Go coordinates. Columns are letters ``A B C D E F G H J K L M N O P Q R
+  S T`` (no ``I``) from the left edge, so letter index = ``col``; rows are numbered from the near
+  edge starting at 1, so number = ``board_size - row``. On a 5 x 5 board ``(0, 0)`` is "A5",
+  ``(4, 0)`` is "A1", ``(2, 3)`` is "D3".
 
+The stone to move is always named as the one in the tray ("the black stone from the tray").
 Templates, phrasings and distractor phrases live in ``configs/instructions.yaml``.
 """
 
@@ -79,15 +85,37 @@ def load_templates(path: str | Path = INSTRUCTIONS_FILE) -> InstructionTemplates
         t = InstructionTemplates.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, p.name)) from None
+    _check_phrasings(t, p.name)
+    for phrase in (*t.distractors.prefix, *t.distractors.suffix):
+        if _DISTRACTOR_BAN_RE.search(phrase):
+            raise ConfigError(f"{p.name}: distractors: expected no digits, coordinates or the words row, column, "
+                              f"counting, edge, tray, zero, one, ordinals, given {phrase!r}")
+    return t
+
+
+def _check_phrasings(t: InstructionTemplates, name: str) -> None:
+    """Every template names the tray stone; every phrasing writes sentences ``parse_target`` reads back."""
     for s in ("train", "unseen"):
         for tpl in getattr(t.templates, s):
-            if "{coord}" not in tpl or "{color}" not in tpl:
-                raise ConfigError(f"{p.name}: templates.{s}: expected {{color}} and {{coord}} in every template, "
-                                  f"given {tpl!r}")
-    for phrase in (*t.distractors.prefix, *t.distractors.suffix):
-        if re.search(r"\d|\brow|\bcolumn|counting", phrase, re.IGNORECASE):
-            raise ConfigError(f"{p.name}: distractors: expected no digits or row/column words, given {phrase!r}")
-    return t
+            try:
+                filled = tpl.format(color="black", coord="")
+            except (KeyError, IndexError, ValueError):
+                filled = ""
+            if "{coord}" not in tpl or "{color}" not in tpl or not _TRAY_RE.search(filled):
+                raise ConfigError(f"{name}: templates.{s}: expected {{color}}, {{coord}} and the stone named as "
+                                  f"'the {{color}} stone from the tray' (or 'in the tray'), given {tpl!r}")
+    for conv in CONVENTIONS:
+        for s in ("train", "unseen"):
+            for ph in getattr(getattr(t.coordinates, conv), s):
+                for n, (row, col) in ((3, (0, 2)), (5, (1, 3)), (19, (18, 0)), (19, (2, 17))):
+                    try:
+                        text = format_coordinate(row, col, n, conv, ph)
+                        ok = parse_target(text, n, conv) == (row, col) and infer_convention(text) == conv
+                    except (KeyError, IndexError, ValueError):
+                        ok = False
+                    if not ok:
+                        raise ConfigError(f"{name}: coordinates.{conv}.{s}: expected a phrasing that says where it "
+                                          f"counts from (docs/conventions.md), given {ph!r}")
 
 
 def _ordinal(k: int) -> str:
@@ -96,10 +124,18 @@ def _ordinal(k: int) -> str:
 
 
 def format_coordinate(row: int, col: int, board_size: int, convention: str, phrasing: str = "{go}") -> str:
-    """Fill one coordinate phrasing for the 0-based intersection ``(row, col)``."""
+    """Fill one coordinate phrasing for the 0-based intersection ``(row, col)``.
+
+    Placeholders: ``{go}`` (Go coordinate, e.g. "D3"), and for each edge ``E`` in ``near``, ``far``
+    (rows) and ``left``, ``right`` (columns) the count of the line from that edge: ``{E0}`` from
+    zero, ``{E1}`` from one, ``{E1o}`` as an ordinal ("3rd"), ``{E1w}`` as an ordinal word ("third").
+    """
     n = board_size
-    return phrasing.format(r0=row, c0=col, r1=row + 1, c1=col + 1, r1o=_ordinal(row + 1), c1o=_ordinal(col + 1),
-                           r1w=_ORDINAL_WORDS[row], c1w=_ORDINAL_WORDS[col], go=go_coordinate(row, col, n))
+    counts = {"near": n - 1 - row, "far": row, "left": col, "right": n - 1 - col}
+    fields: dict[str, object] = {"go": go_coordinate(row, col, n)}
+    for edge, k in counts.items():
+        fields.update({f"{edge}0": k, f"{edge}1": k + 1, f"{edge}1o": _ordinal(k + 1), f"{edge}1w": _ORDINAL_WORDS[k]})
+    return phrasing.format(**fields)
 
 
 def go_coordinate(row: int, col: int, board_size: int) -> str:
@@ -142,42 +178,72 @@ def write_instruction(row: int, col: int, board_size: int, color: str, p: Langua
 
 
 _GO_RE = re.compile(r"\b([A-HJ-T])(\d{1,2})\b")
-_ORD = r"(\d{1,2})(?:st|nd|rd|th)|(" + "|".join(_ORDINAL_WORDS) + r")"
-_ROW_ORD_RE = re.compile(r"\b(?:" + _ORD + r")\s+row\b", re.IGNORECASE)
-_COL_ORD_RE = re.compile(r"\b(?:" + _ORD + r")\s+column\b", re.IGNORECASE)
-_ROW_RE = re.compile(r"\brow\s+(\d{1,2})\b", re.IGNORECASE)
-_COL_RE = re.compile(r"\bcolumn\s+(\d{1,2})\b", re.IGNORECASE)
-_ONE_RE = re.compile(r"counting from (?:one|1)|1-based|one-based", re.IGNORECASE)
+_ORD = r"(?:(\d{1,2})(?:st|nd|rd|th)|(" + "|".join(_ORDINAL_WORDS) + r"))"
+_ROW_RE = re.compile(r"\b(?:row\s+" + r"(\d{1,2})|" + _ORD + r"\s+row)\s+from\s+the\s+(near|far)\s+edge\b",
+                     re.IGNORECASE)
+_COL_RE = re.compile(r"\b(?:column\s+" + r"(\d{1,2})|" + _ORD + r"\s+column)\s+from\s+the\s+(left|right)\s+edge\b",
+                     re.IGNORECASE)
+_BASE_RE = re.compile(r"\bcounting\s+from\s+(zero|one|0|1)\b", re.IGNORECASE)
+_TRAY_RE = re.compile(r"\b(?:black|white)\s+(?:stone|piece)\s+(?:from|in)\s+the\s+tray\b", re.IGNORECASE)
+_DISTRACTOR_BAN_RE = re.compile(r"\d|\brow|\bcolumn|counting|\bedge|\btray|\bzero\b|\bone\b|\b[A-HJ-T]\d|"
+                                + "|".join(_ORDINAL_WORDS), re.IGNORECASE)
 
 
-def _ord_value(m: re.Match[str]) -> int:
-    return int(m.group(1)) if m.group(1) else _ORDINAL_WORDS.index(m.group(2).lower()) + 1
+def _line(m: re.Match[str]) -> tuple[int | None, int | None, str]:
+    """(bare number or None, ordinal value or None, edge word) of a row or column phrase."""
+    bare, ord_digits, ord_word, edge = m.groups()
+    if bare is not None:
+        return int(bare), None, edge.lower()
+    return None, int(ord_digits) if ord_digits else _ORDINAL_WORDS.index(ord_word.lower()) + 1, edge.lower()
+
+
+def _counts(text: str) -> tuple[tuple[int | None, int | None, str], tuple[int | None, int | None, str], str | None]:
+    rows, cols = list(_ROW_RE.finditer(text)), list(_COL_RE.finditer(text))
+    if len(rows) != 1 or len(cols) != 1:
+        raise ValueError(f"expected one row and one column, each counted from a named edge ('row 2 from the near "
+                         f"edge', 'the 3rd column from the left edge'), in {text!r}")
+    bases = {m.group(1).lower() for m in _BASE_RE.finditer(text)}
+    bases = {"zero" if b in ("zero", "0") else "one" for b in bases}
+    if len(bases) > 1:
+        raise ValueError(f"both 'counting from zero' and 'counting from one' in {text!r}")
+    return _line(rows[0]), _line(cols[0]), next(iter(bases), None)
 
 
 def infer_convention(text: str) -> str:
-    """The coordinate convention an instruction is written in, from its wording."""
-    if _GO_RE.search(text):
+    """The coordinate convention an instruction is written in, from its wording.
+
+    Raises:
+        ValueError: the wording names no intersection by the rule of docs/conventions.md.
+    """
+    if _GO_RE.search(text) and not (_ROW_RE.search(text) or _COL_RE.search(text)):
         return "go_letters"
-    if _ONE_RE.search(text) or _ROW_ORD_RE.search(text) or _COL_ORD_RE.search(text):
-        return "one_based"
-    return "zero_based"
+    row, col, base = _counts(text)
+    bare = row[0] is not None or col[0] is not None
+    if bare and base is None:
+        raise ValueError(f"no 'counting from zero' or 'counting from one' for the bare numbers in {text!r}")
+    return "zero_based" if base == "zero" else "one_based"
 
 
 def parse_target(text: str, board_size: int, convention: str | None = None) -> tuple[int, int]:
     """The 0-based ``(row, col)`` an instruction names (inverse of ``write_instruction``).
 
+    Implements the rule of docs/conventions.md: a Go coordinate ("D3"), or one row and one column
+    each counted from a named edge ("row 2 from the near edge", "the 3rd column from the left
+    edge"), bare numbers counted from zero or one as the sentence says, ordinals from one.
+
     Args:
         text: the instruction.
         board_size: n of the n x n board.
-        convention: the convention if known (e.g. from the episode record); inferred from the
-            wording when None.
+        convention: the convention if known (e.g. from the episode record); the sentence's own
+            counting must agree with it. Inferred from the wording when None.
 
     Raises:
-        ValueError: no coordinate found, or it is off the board.
+        ValueError: no coordinate found, a sentence that does not say where or from what it
+            counts, counting that contradicts ``convention``, or a point off the board.
     """
+    if convention is not None and convention not in CONVENTIONS:
+        raise ValueError(f"convention: expected one of {CONVENTIONS}, given {convention!r}")
     conv = convention or infer_convention(text)
-    if conv not in CONVENTIONS:
-        raise ValueError(f"convention: expected one of {CONVENTIONS}, given {conv!r}")
     n = board_size
     if conv == "go_letters":
         m = _GO_RE.search(text)
@@ -186,14 +252,17 @@ def parse_target(text: str, board_size: int, convention: str | None = None) -> t
         col, number = GO_LETTERS.index(m.group(1)), int(m.group(2))
         row = n - number
     else:
-        base = 1 if conv == "one_based" else 0
-        mr = _ROW_ORD_RE.search(text) if conv == "one_based" else None
-        mc = _COL_ORD_RE.search(text) if conv == "one_based" else None
-        r_plain, c_plain = _ROW_RE.search(text), _COL_RE.search(text)
-        if (mr is None and r_plain is None) or (mc is None and c_plain is None):
-            raise ValueError(f"no row and column numbers in {text!r}")
-        row = (_ord_value(mr) if mr else int(r_plain.group(1))) - base  # type: ignore[union-attr]
-        col = (_ord_value(mc) if mc else int(c_plain.group(1))) - base  # type: ignore[union-attr]
+        (r_bare, r_ord, r_edge), (c_bare, c_ord, c_edge), base = _counts(text)
+        if (r_bare is not None or c_bare is not None) and base is None:
+            raise ValueError(f"no 'counting from zero' or 'counting from one' for the bare numbers in {text!r}")
+        start = 0 if base == "zero" else 1
+        said = "zero_based" if base == "zero" else "one_based"
+        if (base is not None or conv == "zero_based") and said != conv:
+            raise ValueError(f"convention {conv} given, but {text!r} counts from {'zero' if start == 0 else 'one'}")
+        r_k = r_bare - start if r_bare is not None else r_ord - 1  # type: ignore[operator]
+        c_k = c_bare - start if c_bare is not None else c_ord - 1  # type: ignore[operator]
+        row = n - 1 - r_k if r_edge == "near" else r_k
+        col = c_k if c_edge == "left" else n - 1 - c_k
     if not (0 <= row < n and 0 <= col < n):
         raise ValueError(f"target {(row, col)} parsed from {text!r} is off a {n}x{n} board")
     return row, col
