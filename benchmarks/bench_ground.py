@@ -5,8 +5,9 @@
 Three maps of ``--size``² against a 40 x 20 px box-shaped mask: smooth (a Gaussian blob, few local
 maxima), noise (uniform random, a local maximum every ~9 px) and flat (a constant map, every pixel
 a peak candidate: the worst case of the pointing-game search). Each figure is the best of
-``--repeats`` runs of ``--number`` calls, in ms per call (target: <= 1 ms at 256²). On a machine
-shared with other work, the best-of figure is the one to read.
+``--repeats`` runs of ``--number`` calls, in ms per call (target: <= 1 ms at 256²), as wall time
+and as this process's CPU time (``time.process_time``; on a machine shared with other work the
+wall time includes waiting for a core, the CPU time does not).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import time
 import timeit
 
 import numpy as np
@@ -36,12 +38,16 @@ def main() -> None:
     }
     mask = np.zeros((n, n), bool)
     mask[int(0.4 * n) : int(0.4 * n) + 20, int(0.35 * n) : int(0.35 * n) + 40] = True
-    out = {"size": [n, n], "numpy": np.__version__, "python": platform.python_version(), "ms_per_call": {}}
+    out = {"size": [n, n], "numpy": np.__version__, "python": platform.python_version(), "ms_per_call": {},
+           "cpu_ms_per_call": {}}
     for name, s in maps.items():
-        best = min(timeit.repeat(lambda s=s: ground_scores(s, mask), number=a.number, repeat=a.repeats))
-        out["ms_per_call"][name] = round(best / a.number * 1000, 4)
+        for key, timer in (("ms_per_call", time.perf_counter), ("cpu_ms_per_call", time.process_time)):
+            best = min(timeit.repeat(lambda s=s: ground_scores(s, mask), number=a.number, repeat=a.repeats,
+                                     timer=timer))
+            out[key][name] = round(best / a.number * 1000, 4)
     out["target_ms"] = 1.0
-    out["meets_target"] = all(v <= 1.0 for v in out["ms_per_call"].values())
+    out["meets_target_wall"] = all(v <= 1.0 for v in out["ms_per_call"].values())
+    out["meets_target_cpu"] = all(v <= 1.0 for v in out["cpu_ms_per_call"].values())
     print(json.dumps(out, indent=2))
 
 

@@ -53,7 +53,7 @@ def test_soft_overlap_by_hand():
     inter, total, n = 4.0, 6.0, 4
     assert r.iou_soft == pytest.approx(inter / (total + n - inter))
     assert r.dice_soft == pytest.approx(2 * inter / (total + n))
-    assert r.io_ratio == pytest.approx((4 / 4) / (2 / 12))
+    assert r.io_ratio == pytest.approx(4 / 2)
     assert r.inside_fraction == pytest.approx(4 / 6)
     assert r.wdp == pytest.approx(4 * 0.5 * 1 / (6 * math.hypot(3, 3)))
 

@@ -146,7 +146,7 @@ class GroundScores:
         iou_soft, dice_soft: overlap of the max-normalised map with the mask, in [0, 1].
         wdp: weighted distance penalty in [0, 1]: activation-weighted mean distance to the box over
             the image diagonal (0 = all activation inside the box).
-        io_ratio: mean activation inside the mask over mean activation outside, capped at
+        io_ratio: activation inside the mask over activation outside (sums), capped at
             ``IO_RATIO_CAP`` (the cap also stands for "no activation outside").
         inside_fraction: share of the total activation that falls inside the mask.
         pg_hit: the highest peak lies inside the mask.
@@ -220,12 +220,8 @@ def ground_scores(s: NDArray[Any], mask: NDArray[np.bool_] | None = None, box: B
     iou = inter / (total + n_in - inter)
     dice = 2 * inter / (total + n_in)
     wdp = float((an * box_distance(box, an.shape)).sum()) / (total * math.hypot(H - 1, W - 1) if H * W > 1 else 1.0)
-    n_out = H * W - n_in
     out_sum = total - inter
-    if n_out == 0 or out_sum <= 0:
-        io = io_cap
-    else:
-        io = min(io_cap, (inter / n_in) / (out_sum / n_out))
+    io = io_cap if out_sum <= 0 else min(io_cap, inter / out_sum)
     radius = peak_radius if peak_radius is not None else max(1.0, PEAK_RADIUS_FRACTION * min(H, W))
     pk = peaks(an, radius, max(1, top_k))
     tied = [p for p in pk if p[2] >= (1 - tie_tolerance) * pk[0][2]]
