@@ -237,6 +237,9 @@ def reset_to_episode(env: Any, meta: dict[str, Any], state0: NDArray[np.float64]
     """
     from ..params import EpisodeParams
 
+    if not meta.get("target") or meta.get("seed") is None:
+        raise StoreError(f"episode {meta.get('episode_index')}: no seed or target recorded (an episode that failed "
+                         "before its reset?)")
     params = EpisodeParams.model_validate(meta["params"])
     _, info = env.reset(seed=int(meta["seed"]), options={"params": params, "target": tuple(meta["target"])})
     if state0 is not None:
@@ -325,7 +328,8 @@ def write_masks(store: Any, out: Path, episodes: Iterable[int] | None = None, ca
     if out.suffix != ".npz":
         raise ConfigError(f"--out: expected a .npz file name, given {out}")
     arrays: dict[str, NDArray[Any]] = {}
-    index: dict[str, Any] = {"format": "bomb-data-masks", "version": 1, "store": str(store), "frames": {}}
+    index: dict[str, Any] = {"format": "bomb-data-masks", "version": 1, "store": str(getattr(store, "root", store)),
+                             "frames": {}}
     for e, t, cam, objs in store_truth(store, episodes, cameras=cameras, every=every, amodal=amodal):
         key = f"{e}/{t}/{cam}"
         index["frames"][key] = {n: o.describe() for n, o in objs.items()}
