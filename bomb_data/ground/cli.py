@@ -60,3 +60,39 @@ def ground(maps: Path, against: Path, objects: str, mask: str, negative: str, pe
              for name, o in s["objects"].items()}
     click.echo(json.dumps({"out": s["out"], "maps_scored": s["maps_scored"], "skipped": s["skipped"],
                            "objects": short}, indent=2))
+
+
+@click.group("probe")
+def probe() -> None:
+    """Probing sets (region-cell matching, spatial relations, pointing) and their scorer (docs/probing.md)."""
+
+
+@probe.command("make")
+@click.option("--grid", default="nominal", show_default=True, help="Perturbation grid: name or YAML path.")
+@click.option("--n", "n", type=click.IntRange(min=1), required=True, help="Scenes to render.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output directory.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--size", type=click.IntRange(min=32, max=2048), default=256, show_default=True,
+              help="Image size (square).")
+@click.option("--regions", type=click.IntRange(2, 8), default=3, show_default=True,
+              help="The image is divided into REGIONS x REGIONS regions.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing probing set at --out.")
+def probe_make(grid: str, n: int, out: Path, seed: int, size: int, regions: int, overwrite: bool) -> None:
+    """Render N scenes of a grid and write questions with ground-truth answers (JSONL + PNG)."""
+    from .probe import make_probe_set
+
+    meta = make_probe_set(grid, n, out, seed=seed, size=size, regions=regions, overwrite=overwrite)
+    click.echo(json.dumps({k: meta[k] for k in ("items", "counts", "true_share", "scenes_per_split", "seconds",
+                                                "items_per_s")}, indent=2))
+
+
+@probe.command("score")
+@click.argument("directory", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("predictions", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+def probe_score(directory: Path, predictions: Path) -> None:
+    """Score PREDICTIONS (JSONL lines {"id": ..., "answer": "..."}) against a probing set."""
+    from .probe import score_probe_set
+
+    s = score_probe_set(directory, predictions)
+    click.echo(json.dumps({"out": s["out"], "all": s["all"],
+                           "per_type": {t: v["all"] for t, v in s["per_type"].items()}}, indent=2))
