@@ -50,10 +50,10 @@ MIN_VISIBLE = 0.5
 
 
 def region_names(g: int) -> list[str]:
-    """Names of the g x g image regions, row-major (3 x 3: top-left ... bottom-right)."""
+    """Names of the g x g image regions, row-major (3 x 3: top-left ... bottom-right; else r1c1, r1c2, ...)."""
     if g == 3:
         return list(REGION_NAMES_3)
-    return [f"row {r + 1}, column {c + 1}" for r in range(g) for c in range(g)]
+    return [f"r{r + 1}c{c + 1}" for r in range(g) for c in range(g)]
 
 
 def region_of(u: float, v: float, W: int, H: int, g: int) -> int:
