@@ -150,3 +150,12 @@ def test_oracle_scores_all_constant_scores_chance_bad_answers_are_misses(probe_s
     p = run_cli("probe", "make", "--n", "1", "--out", str(probe_set), "--size", "64")
     assert p.returncode == 2 and "not empty" in p.stderr and "Traceback" not in p.stderr
     assert np.array_equal(sorted(x["id"] for x in _items(probe_set)), sorted(x["id"] for x in items))
+
+
+def test_loads_with_hugging_face_datasets(probe_set):
+    """The real ``datasets`` loader (lerobot30 side environment) reads every item with its image."""
+    from tests.conftest import REPO, run_side
+
+    proc = run_side("lerobot30", REPO / "tests" / "compat" / "check_probe_datasets.py", str(probe_set))
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["rows"] == len(_items(probe_set))

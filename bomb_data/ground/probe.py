@@ -241,10 +241,57 @@ def make_probe_set(grid: str, n: int, out: Path, *, seed: int = 0, size: int = 2
                  "val_fraction": val_fraction, "test_fraction": test_fraction, "margin_px": margin,
                  "items_sha256": hashlib.sha256(lines.encode()).hexdigest()})
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_parquet(tmp, items)
     if out.exists():
         out.rmdir()
     os.replace(tmp, out)
     return {**meta, "seconds": round(seconds, 3), "items_per_s": round(len(items) / seconds, 2) if seconds else None}
+
+
+#: Columns of the parquet files (Hugging Face ``datasets`` features; ``image``/``mask`` are Image).
+PARQUET_FEATURES: dict[str, dict[str, str]] = {
+    "id": {"dtype": "string", "_type": "Value"}, "type": {"dtype": "string", "_type": "Value"},
+    "question": {"dtype": "string", "_type": "Value"}, "answer": {"dtype": "string", "_type": "Value"},
+    "label_json": {"dtype": "string", "_type": "Value"}, "split": {"dtype": "string", "_type": "Value"},
+    "scene": {"dtype": "string", "_type": "Value"}, "scene_seed": {"dtype": "int64", "_type": "Value"},
+    "cell_id": {"dtype": "string", "_type": "Value"}, "board_size": {"dtype": "int32", "_type": "Value"},
+    "tolerance_px": {"dtype": "float32", "_type": "Value"}, "image": {"_type": "Image"}, "mask": {"_type": "Image"},
+}
+
+
+def write_parquet(directory: Path, items: list[dict[str, Any]]) -> None:
+    """``data/<split>.parquet`` per split: the items with their image (and mask) embedded as PNG bytes,
+    readable with ``datasets.load_dataset("parquet", data_dir=DIR/"data")`` (Image features decode)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    img = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    schema = pa.schema([("id", pa.string()), ("type", pa.string()), ("question", pa.string()),
+                        ("answer", pa.string()), ("label_json", pa.string()), ("split", pa.string()),
+                        ("scene", pa.string()), ("scene_seed", pa.int64()), ("cell_id", pa.string()),
+                        ("board_size", pa.int32()), ("tolerance_px", pa.float32()), ("image", img), ("mask", img)],
+                       metadata={"huggingface": json.dumps({"info": {"features": PARQUET_FEATURES}})})
+    (directory / "data").mkdir(exist_ok=True)
+    cache: dict[str, bytes] = {}
+
+    def blob(rel: str) -> dict[str, Any]:
+        if rel not in cache:
+            cache[rel] = (directory / rel).read_bytes()
+        return {"bytes": cache[rel], "path": rel}
+
+    for split in sorted({it["split"] for it in items}):
+        rows = [it for it in items if it["split"] == split]
+        cols = {
+            "id": [r["id"] for r in rows], "type": [r["type"] for r in rows],
+            "question": [r["question"] for r in rows], "answer": [r["answer"] for r in rows],
+            "label_json": [json.dumps(r["label"]) for r in rows], "split": [r["split"] for r in rows],
+            "scene": [r["scene"] for r in rows], "scene_seed": [r["scene_seed"] for r in rows],
+            "cell_id": [r["cell_id"] for r in rows], "board_size": [r["board_size"] for r in rows],
+            "tolerance_px": [r.get("tolerance_px") for r in rows], "image": [blob(r["image"]) for r in rows],
+            "mask": [blob(r["mask"]) if "mask" in r else None for r in rows],
+        }
+        pq.write_table(pa.table(cols, schema=schema), directory / "data" / f"{split}.parquet")
+        cache.clear()
 
 
 def _spacing_px(env: Any, intersection_world: Any, ps: Any) -> float:
