@@ -159,3 +159,28 @@ def test_loads_with_hugging_face_datasets(probe_set):
     proc = run_side("lerobot30", REPO / "tests" / "compat" / "check_probe_datasets.py", str(probe_set))
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["rows"] == len(_items(probe_set))
+
+
+def test_killed_make_leaves_no_set_and_a_rerun_is_identical(probe_set, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "bomb_data.cli", "probe", "make", "--grid", "randomized", "--n", str(N),
+            "--seed", "3", "--size", str(SIZE), "--out", str(out)]
+    proc = subprocess.Popen(args, cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob(".killed.tmp-*/images/s000001.png")):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()  # half a set is never visible under --out
+    assert list(tmp_path.glob(".killed.tmp-*"))
+    subprocess.run(args, cwd=str(REPO), check=True, capture_output=True)
+    assert not list(tmp_path.glob(".killed.tmp-*"))  # the dead run's leftovers are removed
+    assert (out / "items.jsonl").read_bytes() == (probe_set / "items.jsonl").read_bytes()

@@ -90,6 +90,18 @@ def _png(path: Path, arr: NDArray[Any]) -> None:
     im.save(path, format="PNG", optimize=False)
 
 
+def _remove_stale_tmp(out: Path) -> None:
+    """Delete the half-built sets of runs that were killed (``.<name>.tmp-<pid>`` of a dead pid)."""
+    from ..store.format import pid_alive
+
+    if not out.parent.exists():
+        return
+    for p in out.parent.glob(f".{out.name}.tmp-*"):
+        pid = p.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def make_probe_set(grid: str, n: int, out: Path, *, seed: int = 0, size: int = 256, regions: int = 3,
                    val_fraction: float = 0.15, test_fraction: float = 0.15, margin_fraction: float = 0.03,
                    overwrite: bool = False, config: Any = None) -> dict[str, Any]:
@@ -122,6 +134,7 @@ def make_probe_set(grid: str, n: int, out: Path, *, seed: int = 0, size: int = 2
     W = H = size
     margin = margin_fraction * size
     names = region_names(regions)
+    _remove_stale_tmp(out)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "images").mkdir(parents=True)
