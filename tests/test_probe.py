@@ -143,6 +143,8 @@ def test_oracle_scores_all_constant_scores_chance_bad_answers_are_misses(probe_s
     assert s["unknown_prediction_ids"] == 1
     scored = json.loads(Path(str(tmp_path / "bad.jsonl") + ".score.json").read_text())
     assert len(scored["items"]) == len(items)
+    page = Path(s["html"]).read_text()
+    assert page.count("<figure>") == 24 and "out_of_image" in page and "data:image/png;base64," in page
     # the CLI: a garbled predictions line and a non-empty --out are one-line errors
     (tmp_path / "garbled.jsonl").write_text('{"id": 1, "answer": "true"}\nnot json\n')
     p = run_cli("probe", "score", str(probe_set), str(tmp_path / "garbled.jsonl"))

@@ -469,5 +469,61 @@ def score_probe_set(directory: Path, predictions: Path) -> dict[str, Any]:
     summary["unknown_prediction_ids"] = len(set(preds) - {it["id"] for it in items})
     outp = Path(str(predictions) + ".score.json")
     outp.write_text(json.dumps({**summary, "items": rows}, indent=2), encoding="utf-8")
+    page = Path(str(predictions) + ".misses.html")
+    page.write_text(misses_html(directory, items, rows, summary), encoding="utf-8")
     summary["out"] = str(outp)
+    summary["html"] = str(page)
     return summary
+
+
+def misses_html(directory: Path, items: list[dict[str, Any]], rows: list[dict[str, Any]], summary: dict[str, Any],
+                limit: int = 24) -> str:
+    """A page with the accuracy per type and the worst misses drawn on their images: pointing misses
+    by distance (ground-truth point and mask outline green, the answer red), then other misses."""
+    import base64
+    import html
+    import io
+
+    from PIL import Image, ImageDraw
+
+    by_id = {it["id"]: it for it in items}
+    miss = [r for r in rows if not r["correct"]]
+    miss.sort(key=lambda r: (r["type"] != "point", -(r.get("distance_px") or (1e9 if r["type"] == "point" else 0))))
+    cards = []
+    for r in miss[:limit]:
+        it = by_id[r["id"]]
+        im = Image.open(directory / it["image"]).convert("RGB")
+        d = ImageDraw.Draw(im)
+        rad = max(2, it["width"] // 80)
+
+        def dot(u: float, v: float, color: tuple[int, int, int], d: Any = d, rad: int = rad) -> None:
+            d.ellipse([u - rad, v - rad, u + rad, v + rad], outline=color, width=2)
+
+        if it["type"] == "point":
+            m = np.asarray(Image.open(directory / it["mask"]).convert("L")) > 0
+            edge = m & ~(np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1))
+            for y, x in zip(*np.nonzero(edge)):
+                im.putpixel((int(x), int(y)), (0, 255, 0))
+            dot(*it["label"], (0, 255, 0))
+            if isinstance(r.get("pred"), list):
+                dot(*r["pred"], (255, 0, 0))
+        for pt in ([it["point"]] if "point" in it else it.get("points", [])):
+            dot(*pt, (0, 255, 0))
+        buf = io.BytesIO()
+        im.save(buf, format="PNG")
+        src = base64.b64encode(buf.getvalue()).decode()
+        why = r["reason"] or (f"{r['distance_px']:.1f} px off" if r.get("distance_px") is not None else "wrong")
+        cards.append(f"<figure><img src='data:image/png;base64,{src}'><figcaption><b>{html.escape(r['id'])}</b> "
+                     f"({html.escape(r['type'])}, {html.escape(why)})<br>{html.escape(it['question'])}<br>"
+                     f"truth: {html.escape(it['answer'])} · answer: {html.escape(str(r['pred']))}"
+                     "</figcaption></figure>")
+    head = "".join(f"<tr><td>{html.escape(t)}</td><td>{v['all']['n']}</td><td>{v['all']['accuracy']}</td>"
+                   f"<td>{v['all']['ci95']}</td><td>{html.escape(json.dumps(v['all']['misses_by_reason']))}</td></tr>"
+                   for t, v in summary["per_type"].items())
+    style = ("body{font-family:sans-serif;margin:2em}figure{display:inline-block;width:300px;vertical-align:top;"
+             "margin:6px}img{width:300px;image-rendering:pixelated}td,th{border:1px solid #ccc;padding:3px 8px}"
+             "table{border-collapse:collapse}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>probe misses</title><style>{style}</style>"
+            f"</head><body><h1>Probing set {html.escape(str(directory))}</h1><table><tr><th>type</th><th>n</th>"
+            f"<th>accuracy</th><th>Wilson 95%</th><th>misses</th></tr>{head}</table>"
+            f"<h2>Worst misses ({min(limit, len(miss))} of {len(miss)})</h2>{''.join(cards)}</body></html>\n")
