@@ -318,5 +318,17 @@ def _add_subcommands() -> None:
 
 _add_subcommands()
 
+
+# ------------------------------------------------------------------------- grounding (issue 26)
+def _add_ground_commands() -> None:
+    from .ground.cli import ground, masks, probe
+
+    main.add_command(masks)
+    main.add_command(ground)
+    main.add_command(probe)
+
+
+_add_ground_commands()
+
 if __name__ == "__main__":
     main()

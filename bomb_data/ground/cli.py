@@ -1,0 +1,98 @@
+"""``bomb-data masks`` and ``bomb-data ground``: the click commands (``bomb_data/cli.py`` adds them)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+CAMERA_CHOICE = click.Choice(["agentview", "wrist"])
+
+
+@click.command("masks")
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Masks file to write (.npz).")
+@click.option("--episodes", default=None, help="Store positions, e.g. 0,3,5-8 [default: all].")
+@click.option("--cameras", "cameras", type=CAMERA_CHOICE, multiple=True, help="Repeatable [default: both].")
+@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="Every N-th step.")
+@click.option("--amodal/--no-amodal", default=True, show_default=True,
+              help="Also compute amodal masks (3 more segmentation renders per frame and camera).")
+def masks(store: Path, out: Path, episodes: str | None, cameras: tuple[str, ...], every: int, amodal: bool) -> None:
+    """Ground-truth masks and boxes of a store's frames (target disc, active stone, fingers, board, tray,
+    each board stone with colour and coordinate), recomputed from the recorded states."""
+    from ..store import EpisodeStore
+    from .truth import parse_selection, write_masks
+
+    s = EpisodeStore(store)
+    s.require_nonempty()
+    eps = parse_selection(episodes, len(s), "--episodes")
+    res = write_masks(s, out, eps, cameras=cameras or ("agentview", "wrist"), every=every, amodal=amodal)
+    click.echo(json.dumps(res, indent=2))
+
+
+@click.command("ground")
+@click.argument("maps", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--against", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
+              help="The store or the evaluation directory the maps' episodes come from.")
+@click.option("--objects", default="target,active_stone,fingers", show_default=True,
+              help="Objects to score against (target, active_stone, fingers, board, tray, stone1, ...).")
+@click.option("--mask", type=click.Choice(["amodal", "visible"]), default="amodal", show_default=True)
+@click.option("--negative", type=click.Choice(["clip", "error"]), default="clip", show_default=True,
+              help="Negative map values: set to 0, or refuse the map.")
+@click.option("--peak-radius", type=click.FloatRange(min=0.5), default=None,
+              help="Pointing-game NMS radius in pixels [default: 5% of the shorter side].")
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Peaks the pointing-game uncertainty looks at.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output directory [default: MAPS without .npz, plus .ground].")
+def ground(maps: Path, against: Path, objects: str, mask: str, negative: str, peak_radius: float | None,
+           top_k: int, out: Path | None) -> None:
+    """Score saliency maps (.npz, float32 HxW keyed "<episode>/<step>/<camera>") against the ground
+    truth: soft IoU/Dice, WDP, IOratio, pointing game and its uncertainty, per frame, phase and cell."""
+    from .score import score_maps
+
+    objs = tuple(o.strip() for o in objects.split(",") if o.strip())
+    s = score_maps(maps, against, objects=objs, mask=mask, negative=negative, peak_radius=peak_radius,
+                   top_k=top_k, out=out)
+    short = {name: {"n": o["all"]["n"], "iou_soft": o["all"]["iou_soft"]["mean"], "wdp": o["all"]["wdp"]["mean"],
+                    "pg_hit": o["all"]["pg_hit"]["rate"], "pg_uncertain": o["all"]["pg_uncertain"]["rate"]}
+             for name, o in s["objects"].items()}
+    click.echo(json.dumps({"out": s["out"], "maps_scored": s["maps_scored"], "skipped": s["skipped"],
+                           "objects": short}, indent=2))
+
+
+@click.group("probe")
+def probe() -> None:
+    """Probing sets (region-cell matching, spatial relations, pointing) and their scorer (docs/probing.md)."""
+
+
+@probe.command("make")
+@click.option("--grid", default="nominal", show_default=True, help="Perturbation grid: name or YAML path.")
+@click.option("--n", "n", type=click.IntRange(min=1), required=True, help="Scenes to render.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output directory.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--size", type=click.IntRange(min=32, max=2048), default=256, show_default=True,
+              help="Image size (square).")
+@click.option("--regions", type=click.IntRange(2, 8), default=3, show_default=True,
+              help="The image is divided into REGIONS x REGIONS regions.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing probing set at --out.")
+def probe_make(grid: str, n: int, out: Path, seed: int, size: int, regions: int, overwrite: bool) -> None:
+    """Render N scenes of a grid and write questions with ground-truth answers (JSONL + PNG)."""
+    from .probe import make_probe_set
+
+    meta = make_probe_set(grid, n, out, seed=seed, size=size, regions=regions, overwrite=overwrite)
+    click.echo(json.dumps({k: meta[k] for k in ("items", "counts", "true_share", "scenes_per_split", "seconds",
+                                                "items_per_s")}, indent=2))
+
+
+@probe.command("score")
+@click.argument("directory", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("predictions", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+def probe_score(directory: Path, predictions: Path) -> None:
+    """Score PREDICTIONS (JSONL lines {"id": ..., "answer": "..."}) against a probing set."""
+    from .probe import score_probe_set
+
+    s = score_probe_set(directory, predictions)
+    click.echo(json.dumps({"out": s["out"], "all": s["all"],
+                           "per_type": {t: v["all"] for t, v in s["per_type"].items()}}, indent=2))
