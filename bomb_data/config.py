@@ -17,7 +17,7 @@ from ._model import StrictFrozen
 from ._yaml import read_yaml
 from .errors import ConfigError
 
-REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+REPO_CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
 class SimConfig(StrictFrozen):

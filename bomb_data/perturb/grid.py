@@ -47,7 +47,7 @@ from .axes import NOMINAL, get_axis
 
 log = logging.getLogger(__name__)
 
-GRIDS_DIR = Path(__file__).resolve().parents[2] / "configs" / "grids"
+GRIDS_DIR = Path(__file__).resolve().parents[1] / "configs" / "grids"
 Mode = Literal["nominal", "one-at-a-time", "full", "random"]
 NOMINAL_ID = "nominal"
 

@@ -32,7 +32,7 @@ from ..params import LanguageParams
 
 log = logging.getLogger(__name__)
 
-INSTRUCTIONS_FILE = Path(__file__).resolve().parents[2] / "configs" / "instructions.yaml"
+INSTRUCTIONS_FILE = Path(__file__).resolve().parents[1] / "configs" / "instructions.yaml"
 GO_LETTERS = "ABCDEFGHJKLMNOPQRST"  # 19 columns, no I
 CONVENTIONS = ("zero_based", "one_based", "go_letters")
 _ORDINAL_WORDS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth",
