@@ -1,6 +1,6 @@
 """Typed, frozen configuration (pydantic, unknown keys forbidden) loaded from YAML.
 
-The defaults live in ``configs/default.yaml`` (kept equal to the model defaults by a test). Errors
+The defaults live in ``bomb_data/configs/default.yaml`` (kept equal to the model defaults by a test). Errors
 are one line naming the key, what was expected and what was given.
 """
 
@@ -14,10 +14,11 @@ from typing import Any
 from pydantic import Field, ValidationError, model_validator
 
 from ._model import StrictFrozen
+from ._resources import shipped
 from ._yaml import read_yaml
 from .errors import ConfigError
 
-REPO_CONFIGS = Path(__file__).resolve().parent / "configs"
+DEFAULT_CONFIG = shipped("default.yaml")  # package data, read through importlib.resources
 
 
 class SimConfig(StrictFrozen):
@@ -99,14 +100,14 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> BombConfig:
-    """Load ``configs/default.yaml`` or ``path``, apply nested ``overrides``, validate.
+    """Load the shipped ``configs/default.yaml`` or the file ``path``, apply nested ``overrides``, validate.
 
     Raises:
         ConfigError: unknown key, wrong type or impossible value (one line).
     """
-    src = Path(path) if path is not None else REPO_CONFIGS / "default.yaml"
+    src = Path(path) if path is not None else DEFAULT_CONFIG
     data: dict[str, Any] = {}
-    if path is not None or src.exists():
+    if path is not None or src.is_file():
         data = read_yaml(src, "config file") or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{src}: expected a mapping at the top level, found {type(data).__name__}")

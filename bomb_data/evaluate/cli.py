@@ -29,7 +29,7 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
               help="expert | random | noop | replay:STORE | python:module:factory | openpi://HOST:PORT | "
                    "openvla://HOST:PORT | openvla-oft://HOST:PORT")
 @click.option("--grid", default="nominal", show_default=True,
-              help="Perturbation grid: name in configs/grids/ or YAML path.")
+              help="Perturbation grid: a shipped grid's name (bomb-data grid list) or a YAML path.")
 @click.option("--episodes-per-cell", "k", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Root seed of the episodes.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
@@ -42,7 +42,7 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
               help="Output directory [default: data/eval/<policy>].")
 @click.option("--overwrite", is_flag=True, help="Discard earlier results in --out instead of resuming.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="YAML configuration [default: configs/default.yaml].")
+              help="YAML configuration [default: the shipped bomb_data/configs/default.yaml].")
 @click.option("--image-size", "render_size", type=click.IntRange(min=16, max=2048), default=None,
               help="Render SIZE x SIZE images [default: from the config, 256].")
 @click.option("--max-steps", type=click.IntRange(min=10), default=None,
