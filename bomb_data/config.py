@@ -62,6 +62,10 @@ class GenerateConfig(StrictFrozen):
     max_attempts: int = Field(5, ge=1, le=100, description="seeds tried per episode index before giving up")
     keep_failures: bool = False
     jpeg_quality: int = Field(95, ge=50, le=100)
+    fixed_horizon: int | None = Field(None, ge=10, le=10_000,
+                                      description="record every episode for exactly this many steps, holding "
+                                                  "still after the task ends (ACT/ALOHA-style); None = end with "
+                                                  "the task")
 
 
 class BombConfig(StrictFrozen):
@@ -81,7 +85,9 @@ class BombConfig(StrictFrozen):
     def content_hash(self) -> str:
         """Hash of everything that determines episode content (not n, workers or paths)."""
         d = self.model_dump(mode="json")
-        d["generate"] = {k: v for k, v in d["generate"].items() if k not in ("n",)}
+        # (fixed_horizon only when set, so configs without it keep the hash they had before it existed)
+        d["generate"] = {k: v for k, v in d["generate"].items()
+                         if k not in ("n",) and not (k == "fixed_horizon" and v is None)}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
