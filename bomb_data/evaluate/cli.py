@@ -29,7 +29,7 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
               help="expert | random | noop | replay:STORE | python:module:factory | openpi://HOST:PORT | "
                    "openvla://HOST:PORT | openvla-oft://HOST:PORT")
 @click.option("--grid", default="nominal", show_default=True,
-              help="Perturbation grid: a shipped grid's name (bomb-data grid list) or a YAML path.")
+              help="Perturbation grid: name in configs/grids/ or YAML path.")
 @click.option("--episodes-per-cell", "k", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Root seed of the episodes.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
