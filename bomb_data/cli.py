@@ -95,9 +95,9 @@ def _progress_bar(total: int, desc: str, unit: str, quiet: bool):
 @click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_STORE, show_default=True,
               help="Store to write.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="YAML configuration [default: configs/default.yaml].")
+              help="YAML configuration [default: the shipped bomb_data/configs/default.yaml].")
 @click.option("--grid", default=None,
-              help="Perturbation grid: a name in configs/grids/ or a YAML path [default: nominal].")
+              help="Perturbation grid: a shipped grid's name (bomb-data grid list) or a YAML path [default: nominal].")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Root seed [default: 0].")
 @click.option("--image-size", type=click.IntRange(min=16, max=2048), default=None,
               help="Render SIZE x SIZE images [default: 256].")

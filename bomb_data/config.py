@@ -1,6 +1,6 @@
 """Typed, frozen configuration (pydantic, unknown keys forbidden) loaded from YAML.
 
-The defaults live in ``configs/default.yaml`` (kept equal to the model defaults by a test). Errors
+The defaults live in ``bomb_data/configs/default.yaml`` (kept equal to the model defaults by a test). Errors
 are one line naming the key, what was expected and what was given.
 """
 
@@ -14,11 +14,12 @@ from typing import Any
 from pydantic import Field, ValidationError, model_validator
 
 from ._model import StrictFrozen
+from ._resources import shipped
 from ._yaml import read_yaml
 from .errors import ConfigError
 from .params import MIN_EMPTY_POINTS
 
-REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+DEFAULT_CONFIG = shipped("default.yaml")  # package data, read through importlib.resources
 
 
 class SimConfig(StrictFrozen):
@@ -65,6 +66,10 @@ class GenerateConfig(StrictFrozen):
     max_attempts: int = Field(5, ge=1, le=100, description="seeds tried per episode index before giving up")
     keep_failures: bool = False
     jpeg_quality: int = Field(95, ge=50, le=100)
+    fixed_horizon: int | None = Field(None, ge=10, le=10_000,
+                                      description="record every episode for exactly this many steps, holding "
+                                                  "still after the task ends (ACT/ALOHA-style); None = end with "
+                                                  "the task")
 
 
 class BombConfig(StrictFrozen):
@@ -84,7 +89,9 @@ class BombConfig(StrictFrozen):
     def content_hash(self) -> str:
         """Hash of everything that determines episode content (not n, workers or paths)."""
         d = self.model_dump(mode="json")
-        d["generate"] = {k: v for k, v in d["generate"].items() if k not in ("n",)}
+        # (fixed_horizon only when set, so configs without it keep the hash they had before it existed)
+        d["generate"] = {k: v for k, v in d["generate"].items()
+                         if k not in ("n",) and not (k == "fixed_horizon" and v is None)}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -103,14 +110,14 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> BombConfig:
-    """Load ``configs/default.yaml`` or ``path``, apply nested ``overrides``, validate.
+    """Load the shipped ``configs/default.yaml`` or the file ``path``, apply nested ``overrides``, validate.
 
     Raises:
         ConfigError: unknown key, wrong type or impossible value (one line).
     """
-    src = Path(path) if path is not None else REPO_CONFIGS / "default.yaml"
+    src = Path(path) if path is not None else DEFAULT_CONFIG
     data: dict[str, Any] = {}
-    if path is not None or src.exists():
+    if path is not None or src.is_file():
         data = read_yaml(src, "config file") or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{src}: expected a mapping at the top level, found {type(data).__name__}")

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .config import BombConfig
 from .env import CAMERAS, GoPlaceEnv
@@ -35,6 +36,14 @@ def rollout_expert(env: GoPlaceEnv, cfg: BombConfig, params: EpisodeParams, seed
                    jpeg_quality: int = 95) -> tuple[EpisodeRecord, dict[str, Any]]:
     """Run the scripted expert for one episode and record every step.
 
+    With ``cfg.generate.fixed_horizon`` = H every episode is recorded for exactly H steps: once the
+    task has ended (the environment terminated or truncated it) the environment keeps stepping with
+    the hold-still action ``[0, 0, 0, 0, 0, 0, last gripper command]`` until step H, so every frame
+    is a simulated frame; an episode whose task has not ended by step H fails with ``timeout``, and
+    one whose placement no longer holds at step H with ``moved_during_hold``. The task's own steps
+    are the same as without a horizon; the reward of a success moves to the last step; the
+    metadata records ``fixed_horizon`` and ``task_steps``.
+
     Returns the record (metadata without the run-level fields episode_index/attempt/split/cell_id)
     and a small summary (success, steps, seconds).
     """
@@ -50,8 +59,11 @@ def rollout_expert(env: GoPlaceEnv, cfg: BombConfig, params: EpisodeParams, seed
                                                    "target_joint_pos", "reward", "stone_pos",
                                                    "target_px_agentview", "target_px_wrist")}
     states, jpeg = [], {c: [] for c in CAMERAS}
-    terminated = truncated = False
-    while not (terminated or truncated):
+    horizon = cfg.generate.fixed_horizon
+    hold: NDArray[np.float32] | None = None  # the hold-still action, once the task has ended
+    end_info: dict[str, Any] | None = None  # info of the step that ended the task
+    task_steps = 0
+    while True:
         states.append(env.mj_state())
         for c in CAMERAS:
             # a frame that already is a JPEG (jpeg_quality perturbation) is stored as that file
@@ -62,10 +74,13 @@ def rollout_expert(env: GoPlaceEnv, cfg: BombConfig, params: EpisodeParams, seed
         for c in CAMERAS:
             px = info["target_px"][c]
             rows[f"target_px_{c}"].append(_NAN2 if px is None else px)
-        action = expert.act(obs, info)
-        executed = action
-        if noise > 0:  # DART-style: execute a perturbed action, keep the clean label
-            executed = action + np.concatenate([r_noise.normal(0, noise, 3), np.zeros(4)]).astype(np.float32)
+        if hold is None:
+            action = expert.act(obs, info)
+            executed = action
+            if noise > 0:  # DART-style: execute a perturbed action, keep the clean label
+                executed = action + np.concatenate([r_noise.normal(0, noise, 3), np.zeros(4)]).astype(np.float32)
+        else:
+            action = executed = hold
         obs, reward, terminated, truncated, info = env.step(executed)
         pv = info["privileged"]
         rows["action"].append(action)
@@ -73,7 +88,18 @@ def rollout_expert(env: GoPlaceEnv, cfg: BombConfig, params: EpisodeParams, seed
         rows["target_eef_quat"].append(pv["target_eef_quat"])
         rows["target_joint_pos"].append(pv["target_joint_pos"])
         rows["reward"].append(reward)
+        if end_info is None:
+            task_steps = len(states)
+            if terminated or truncated:
+                end_info = info
+                hold = np.array([0, 0, 0, 0, 0, 0, action[6]], dtype=np.float32)
+        if len(states) == horizon or (horizon is None and end_info is not None):
+            break
+    success, reason = _outcome(end_info, info)
     steps = {k: np.asarray(v, dtype=np.float32) for k, v in rows.items()}
+    if horizon is not None:  # 1.0 on the last recorded step of a success, as without a horizon
+        steps["reward"][:] = 0.0
+        steps["reward"][-1] = float(success)
     p = env.params
     meta = {
         "seed": int(seed),
@@ -83,10 +109,25 @@ def rollout_expert(env: GoPlaceEnv, cfg: BombConfig, params: EpisodeParams, seed
         "target": list(info["target"]),
         "stone_color": p.scene.stone_color,
         "board_size": p.scene.board_size,
-        "success": bool(info["success"]),
-        "failure_reason": info.get("failure_reason"),
+        "success": success,
+        "failure_reason": reason,
         "placement_error_m": float(info["placement_error_m"]),
         "chosen_intersection": list(info["chosen_intersection"]),
     }
+    if horizon is not None:
+        meta["fixed_horizon"] = int(horizon)
+        meta["task_steps"] = task_steps
     rec = EpisodeRecord(steps=steps, mj_state=np.asarray(states, dtype=np.float64), jpeg=jpeg, meta=meta)
     return rec, {"success": meta["success"], "steps": len(states), "seconds": time.perf_counter() - t0}
+
+
+def _outcome(end_info: dict[str, Any] | None, last_info: dict[str, Any]) -> tuple[bool, str | None]:
+    """(success, failure reason) of an episode from the info of the step that ended the task (None: it
+    had not ended by the fixed horizon) and the info of the last recorded step."""
+    if end_info is None:
+        return False, "timeout"
+    if not end_info["success"]:
+        return False, end_info.get("failure_reason")
+    if last_info is not end_info and not last_info["success"]:
+        return False, "moved_during_hold"
+    return True, None

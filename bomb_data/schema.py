@@ -77,6 +77,8 @@ EPISODE_FIELDS: dict[str, str] = {
     "episode_index": "index k of the episode in the generation run (0..n-1); stable across resumes",
     "attempt": "retry attempt that produced this episode (0 = first seed tried)",
     "seed": "the episode's seed, derived from (root seed, k, attempt)",
+    "fixed_horizon": "only with generate.fixed_horizon: the episode's recorded length H (steps)",
+    "task_steps": "only with generate.fixed_horizon: steps until the task ended; the rest hold still",
     "split": "train | val | heldout",
     "cell_id": "perturbation grid cell id",
     "params": "resolved perturbation parameters of the episode (dict)",

@@ -8,7 +8,8 @@ mappings are documented in docs/formats/hdf5.md. Summary:
   obs/<LIBERO keys>}``, ``data`` attributes ``total`` and ``env_args``, per-demo ``num_samples`` and
   the episode metadata, and filter keys ``mask/train``, ``mask/valid`` (and ``mask/heldout``).
 * ``aloha``: ``OUT/episode_N.hdf5`` as ACT's ``EpisodicDataset`` reads them (joint-space action from
-  the stored joint targets, 7 joints + normalised gripper), padded to one common length.
+  the stored joint targets, 7 joints + normalised gripper), padded to one common length (no padding
+  when the store was generated with ``generate.fixed_horizon``), and ``OUT/act_task_config.json``.
 * ``robotwin``: ``OUT/data/episodeN.hdf5`` + ``OUT/instructions/episodeN.json`` in the layout of the
   released RoboTwin 2.0 data (``joint_action``, ``endpose``, ``observation/<camera>/rgb`` JPEG bytes),
   the single Franka mapped to the right arm.
@@ -331,9 +332,25 @@ def _aloha_episode(job: tuple[int, int, str, int]) -> dict[str, Any]:
     return {"length": T}
 
 
+def act_chunk_size(fps: float, episode_len: int) -> int:
+    """The chunk size to train ACT with: 2 s of actions (ACT's 100 steps at ALOHA's 50 Hz), at most
+    ``episode_len`` (ACT pads every sampled chunk to the file's length, so a larger one cannot work)."""
+    return max(1, min(round(2.0 * fps), episode_len))
+
+
 def _export_aloha(store: Any, indices: list[int], out: Path, overwrite: bool, workers: int,
                   progress: Callable[[int], None] | None, opts: dict[str, Any]) -> tuple[Path, int]:
-    L = max(store.episode(i).length for i in indices)
+    lengths = [store.episode(i).length for i in indices]
+    L = max(lengths)
+    padded = sum(L - T for T in lengths)
+    horizons = {store.episodes[i].get("fixed_horizon") for i in indices}
+    if padded:
+        log.warning("aloha export: episodes have %d to %d steps, so %d of %d steps (%.0f%%) are frozen padding that "
+                    "ACT samples and trains on as real; generate with generate.fixed_horizon (docs/formats/hdf5.md)",
+                    min(lengths), L, padded, L * len(lengths), 100 * padded / (L * len(lengths)))
+    splits: dict[str, list[int]] = {"train": [], "val": [], "heldout": []}
+    for n, i in enumerate(indices):
+        splits.setdefault(store.episodes[i].get("split", "train"), []).append(n)
     total = 0
     with staged_path(out, overwrite, "an ACT (aloha) export", holds("act_task_config.json"), is_dir=True) as tmp:
         jobs = [(n, i, str(tmp), L) for n, i in enumerate(indices)]
@@ -343,8 +360,13 @@ def _export_aloha(store: Any, indices: list[int], out: Path, overwrite: bool, wo
                 progress(r["length"])
         H = opts["image_size"] or store.image_shape[0]
         W = opts["image_size"] or store.image_shape[1]
-        task = {"dataset_dir": str(out.resolve()), "num_episodes": len(indices), "episode_len": L,
-                "camera_names": ["agentview", "wrist"], "state_dim": 8, "image_shape": [H, W, 3],
+        # ACT's SIM_TASK_CONFIGS entry (dataset_dir, num_episodes, episode_len, camera_names), the values
+        # its command line and model need (task_name, chunk_size, state_dim), and the recorded split
+        task = {"task_name": "sim_bomb_go", "dataset_dir": str(out.resolve()), "num_episodes": len(indices),
+                "episode_len": L, "camera_names": ["agentview", "wrist"], "state_dim": 8,
+                "chunk_size": act_chunk_size(opts["fps"], L), "max_chunk_size": L, "fps": opts["fps"],
+                "splits": splits, "padded_steps": padded,
+                "fixed_horizon": horizons.pop() if len(horizons) == 1 else None, "image_shape": [H, W, 3],
                 "qpos": "7 joint positions (rad) + gripper opening (0 closed .. 1 open)",
                 "action": "7 joint position targets (rad) + gripper command (0 close .. 1 open)",
                 "bomb_data": provenance(store)}

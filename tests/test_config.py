@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bomb_data.config import REPO_CONFIGS, BombConfig, load_config
+from bomb_data.config import DEFAULT_CONFIG, BombConfig, load_config
 from bomb_data.errors import ConfigError
 
 
 def test_default_yaml_equals_model_defaults():
     assert load_config() == BombConfig()
-    assert yaml.safe_load((REPO_CONFIGS / "default.yaml").read_text()) == BombConfig().model_dump(mode="json")
+    assert yaml.safe_load(DEFAULT_CONFIG.read_text()) == BombConfig().model_dump(mode="json")
 
 
 @pytest.mark.parametrize("text, key", [

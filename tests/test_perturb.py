@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from bomb_data.perturb.language import (
     write_instruction,
 )
 
+REPO = Path(__file__).resolve().parents[1]
 SHIPPED = ("nominal", "study", "ablation", "randomized")
 
 
@@ -148,7 +150,7 @@ def test_cli_reports_bad_grid_in_one_line(tmp_path) -> None:
     p = tmp_path / "bad.yaml"
     p.write_text("mode: one-at-a-time\naxes:\n  camera_fov:\n    levels: [150]\n")
     proc = subprocess.run([sys.executable, "-c", "from bomb_data.perturb.cli import grid; grid()", "show", str(p)],
-                          capture_output=True, text=True, cwd=str(GRIDS_DIR.parents[1]))
+                          capture_output=True, text=True, cwd=str(REPO))
     assert proc.returncode != 0
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "camera_fov.levels[0]" in lines[0] and "Traceback" not in proc.stderr
@@ -404,5 +406,5 @@ def test_write_instruction_rejects_off_board_targets() -> None:
 def test_perturb_does_not_import_mujoco() -> None:
     code = ("import sys; import bomb_data.perturb, bomb_data.perturb.cli, bomb_data.perturb.grid; "
             "bomb_data.perturb.load_grid('ablation').cells(); print('mujoco' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(GRIDS_DIR.parents[1]))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO))
     assert out.stdout.strip() == "False", out.stderr

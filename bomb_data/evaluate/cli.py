@@ -44,7 +44,7 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
               help="Output directory [default: data/eval/<policy>].")
 @click.option("--overwrite", is_flag=True, help="Discard earlier results in --out instead of resuming.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="YAML configuration [default: configs/default.yaml].")
+              help="YAML configuration [default: the shipped bomb_data/configs/default.yaml].")
 @click.option("--image-size", "render_size", type=click.IntRange(min=16, max=2048), default=None,
               help="Render SIZE x SIZE images [default: from the config, 256].")
 @click.option("--max-steps", type=click.IntRange(min=10), default=None,

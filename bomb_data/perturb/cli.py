@@ -40,7 +40,7 @@ def grid() -> None:
 @grid.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def list_cmd(as_json: bool) -> None:
-    """The grids shipped in configs/grids/ (name, mode, cells, description)."""
+    """The grids shipped in bomb_data/configs/grids/ (name, mode, cells, description)."""
     from .grid import list_grids, load_grid
 
     rows = []
@@ -81,7 +81,7 @@ def axes_cmd(as_json: bool) -> None:
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the grid (axes, levels, cells, changes) as JSON.")
 def show_cmd(name: str, as_json: bool) -> None:
-    """Cells of grid NAME (a name in configs/grids/ or a YAML path) and what each changes."""
+    """Cells of grid NAME (a shipped grid's name or a YAML path) and what each changes."""
     from .grid import load_grid
 
     try:

@@ -1,6 +1,6 @@
 """Perturbation grids: which axes vary, at which levels, and how episodes are assigned to cells.
 
-A grid file (``configs/grids/NAME.yaml`` or any path) looks like::
+A grid file (shipped ``bomb_data/configs/grids/NAME.yaml``, or any path) looks like::
 
     description: one line for people
     mode: one-at-a-time          # nominal | one-at-a-time | full | random
@@ -37,20 +37,24 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field, ValidationError
 
 from .._model import StrictFrozen
+from .._resources import shipped
 from .._yaml import read_yaml
 from ..errors import ConfigError
 from ..params import MIN_EMPTY_POINTS, EpisodeParams, check_room
 from .axes import NOMINAL, get_axis
 
+if TYPE_CHECKING:
+    from importlib.abc import Traversable
+
 log = logging.getLogger(__name__)
 
-GRIDS_DIR = Path(__file__).resolve().parents[2] / "configs" / "grids"
+GRIDS_DIR = shipped("grids")  # package data, read through importlib.resources
 Mode = Literal["nominal", "one-at-a-time", "full", "random"]
 NOMINAL_ID = "nominal"
 
@@ -347,9 +351,9 @@ def changes(p: EpisodeParams) -> dict[str, Any]:
     return out
 
 
-def list_grids(directory: Path = GRIDS_DIR) -> list[str]:
-    """Names of the grids shipped in ``configs/grids/``."""
-    return sorted(p.stem for p in directory.glob("*.yaml"))
+def list_grids(directory: Path | Traversable = GRIDS_DIR) -> list[str]:
+    """Names of the grids shipped in ``bomb_data/configs/grids/`` (or of the ``*.yaml`` in ``directory``)."""
+    return sorted(p.name[:-len(".yaml")] for p in directory.iterdir() if p.name.endswith(".yaml"))
 
 
 def grid_from_dict(data: dict[str, Any], name: str = "inline", source: str | None = None) -> Grid:
@@ -371,7 +375,7 @@ def grid_from_dict(data: dict[str, Any], name: str = "inline", source: str | Non
 
 
 def load_grid(grid: str | Path | Grid) -> Grid:
-    """Load a grid by name (``configs/grids/NAME.yaml``) or by path.
+    """Load a shipped grid by name (``bomb_data/configs/grids/NAME.yaml``) or a grid file by path.
 
     Raises:
         ConfigError: unknown name, missing file, invalid YAML or invalid content (one line).
@@ -379,10 +383,10 @@ def load_grid(grid: str | Path | Grid) -> Grid:
     if isinstance(grid, Grid):
         return grid
     s = str(grid)
-    path = Path(s)
-    if not (s.endswith((".yaml", ".yml")) or path.exists() or "/" in s):
+    path: Path | Traversable = Path(s)
+    if not (s.endswith((".yaml", ".yml")) or Path(s).exists() or "/" in s):
         path = GRIDS_DIR / f"{s}.yaml"
-        if not path.exists():
+        if not path.is_file():
             raise ConfigError(f"grid: unknown grid {s!r}, expected one of ({', '.join(list_grids())}) or a YAML path")
     data = read_yaml(path, "grid")
-    return grid_from_dict(data or {}, name=path.stem, source=path.name)
+    return grid_from_dict(data or {}, name=path.name.rsplit(".", 1)[0], source=path.name)

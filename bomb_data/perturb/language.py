@@ -27,18 +27,23 @@ import functools
 import logging
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import ValidationError
 
 from .._model import Frozen
+from .._resources import shipped
 from .._yaml import read_yaml
 from ..errors import ConfigError
 from ..params import LanguageParams
 
+if TYPE_CHECKING:
+    from importlib.abc import Traversable
+
 log = logging.getLogger(__name__)
 
-INSTRUCTIONS_FILE = Path(__file__).resolve().parents[2] / "configs" / "instructions.yaml"
+INSTRUCTIONS_FILE = shipped("instructions.yaml")  # package data, read through importlib.resources
 GO_LETTERS = "ABCDEFGHJKLMNOPQRST"  # 19 columns, no I
 CONVENTIONS = ("zero_based", "one_based", "go_letters")
 _ORDINAL_WORDS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth",
@@ -71,7 +76,7 @@ class InstructionTemplates(Frozen):
 
 
 @functools.lru_cache(maxsize=4)
-def load_templates(path: str | Path = INSTRUCTIONS_FILE) -> InstructionTemplates:
+def load_templates(path: str | Path | Traversable = INSTRUCTIONS_FILE) -> InstructionTemplates:
     """Load and validate the instruction templates.
 
     Raises:
@@ -79,7 +84,7 @@ def load_templates(path: str | Path = INSTRUCTIONS_FILE) -> InstructionTemplates
     """
     from ..config import format_validation_error
 
-    p = Path(path)
+    p = Path(path) if isinstance(path, str) else path
     data = read_yaml(p, "instruction templates") or {}
     try:
         t = InstructionTemplates.model_validate(data)
