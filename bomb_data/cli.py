@@ -318,5 +318,14 @@ def _add_subcommands() -> None:
 
 _add_subcommands()
 
+
+def _add_explain() -> None:  # bomb-data explain (issue 25), a block of its own
+    from .explain.cli import explain_cmd
+
+    main.add_command(explain_cmd)
+
+
+_add_explain()
+
 if __name__ == "__main__":
     main()

@@ -9,6 +9,10 @@
   clean observation, flattened over the chunk (the first min(H, H') actions), in the policy's own
   output space (before the adapter decodes the gripper or scales deltas). E = ||a(o') - a(o)||_2.
 
+Every probe is a one-shot call: the policy is reset (``reset(EpisodeStart)``) before each ``act`` (before
+each ``act_batch``), so a policy with internal state (a chunk queue, a history, the scripted expert's
+phase machine) answers every intervened observation from the same state.
+
 Noise floor: the clean call is repeated ``repeats`` times; the floor is the largest difference of a
 repeat to the reference (action distance, or |L_r - L_clean|). It is 0 for a deterministic policy,
 and every effect is reported beside it.
@@ -93,24 +97,34 @@ class Scorer:
         self.clean: float = 0.0
         self.noise: float = 0.0
         self.calls = 0
+        self._start: EpisodeStart | None = None
 
     @property
     def batched(self) -> bool:
         return (self._score_batch if self.mode == "white" else self._act_batch) is not None
 
     # ------------------------------------------------------------------------------- primitives
+    def _reset(self) -> None:
+        r = getattr(self.policy, "reset", None)
+        if callable(r) and self._start is not None:
+            r(self._start)
+
     def _act(self, obs: list[dict[str, Any]]) -> list[NDArray[np.float64]]:
         out: list[NDArray[np.float64]] = []
         for i in range(0, len(obs), self.batch_size):
             part = obs[i:i + self.batch_size]
             self.calls += 1 if self._act_batch is not None else len(part)
             if self._act_batch is not None:
+                self._reset()
                 try:
                     res = list(self._act_batch(part))
                 except Exception as exc:  # user code
                     raise PolicyFailure("policy_exception", f"act_batch: {type(exc).__name__}: {exc}") from None
             else:
-                res = [self.policy.act(o) for o in part]
+                res = []
+                for o in part:  # every probe is a one-shot call from a freshly reset policy
+                    self._reset()
+                    res.append(self.policy.act(o))
             out += [raw_actions(r) for r in res]
         return out
 
@@ -135,7 +149,7 @@ class Scorer:
     # --------------------------------------------------------------------------------- contract
     def start(self, start: EpisodeStart, clean: dict[str, Any]) -> None:
         """Reset the policy, take its clean prediction as the reference, and measure the noise floor."""
-        self.policy.reset(start)
+        self._start = start
         self.ref = self._act([clean])[0]
         if self.mode == "white":
             vals = self._score([clean] * (1 + self.repeats), self.ref)
