@@ -87,3 +87,27 @@ def crashing():
             os._exit(9)  # as kill -9: no cleanup, no finally
         return np.array([0.002 * _region_value(obs), 0, 0, 0, 0, 0, -1.0])
     return act
+
+
+class RowWhiteBox:
+    """White-box row reader with attention masking: ``score_masked`` blanks the masked characters, as a
+    tokenizer policy zeroes the attention of the tokens there."""
+
+    sigma = 0.001
+
+    def mean(self, text):
+        m = _ROW.search(text)
+        return np.array([0.001 * (int(m.group(1)) + 1 if m else 0), 0, 0, 0, 0, 0, -1.0])
+
+    def act(self, obs):
+        return self.mean(obs["instruction"])
+
+    def score(self, obs, actions):
+        d = np.asarray(actions, float).reshape(-1, 7)[0] - self.mean(obs["instruction"])
+        return float(-0.5 * np.sum((d / self.sigma) ** 2))
+
+    def score_masked(self, obs, actions, ranges):
+        t = list(obs["instruction"])
+        for a, b in ranges:
+            t[a:b] = ["\0"] * (b - a)
+        return self.score({**obs, "instruction": "".join(t)}, actions)

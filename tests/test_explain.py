@@ -263,3 +263,37 @@ def test_crash_mid_run_resumes_without_recomputing_finished_frames(tmp_path):
     assert calls == 10 + 10 * (4 - len(first))  # the recording rollout again, then only the missing frames
     with np.load(out / "maps.npz") as z:
         assert {k.rsplit("/", 2)[1] for k in z.files} == {"0", "2", "4", "6"}
+
+
+def test_store_episodes_are_replayed_and_keyed_by_position(tmp_path):
+    from tests._stores import make_store
+
+    st = make_store(tmp_path / "s", n=2, H=32, W=32, grid="nominal")
+    s = ExplainSettings(patch=16, spans=("row",), text_modes=("delete",), rollout_spans=(), counterfactuals=0,
+                        pictures=False)
+    explain(tiny_cfg(), POL + "region", tmp_path / "x", store=str(tmp_path / "s"), episodes="1", settings=s)
+    rows = read_results(tmp_path / "x" / "results.jsonl")
+    (plan,) = [r for r in rows if r["unit"] == "episode"]
+    assert plan["episode_id"] == "1" and plan["driver"] == "recorded actions"
+    # the expert's demonstration has every phase, one key frame each
+    assert [r.split(":")[1] for r in plan["frame_reasons"]] == ["approach", "grasp", "transport", "release"]
+    recorded = st.episode(1).mj_state
+    with np.load(tmp_path / "x" / "maps.npz") as z:
+        for t in plan["frames"]:  # the replay reproduces the recorded states exactly
+            assert np.array_equal(z[f"1/{t}/mj_state"], recorded[t])
+            assert z[f"1/{t}/agentview"].shape == (32, 32)
+    with pytest.raises(ConfigError, match="--episodes 7"):
+        explain(tiny_cfg(), POL + "region", tmp_path / "y", store=str(tmp_path / "s"), episodes="7", settings=s)
+
+
+def test_attention_masking_needs_the_interface_and_hits_only_the_row(tmp_path):
+    s = ExplainSettings(patch=32, phases=False, steps=(0,), text_modes=("delete", "attention"), rollout_spans=(),
+                        counterfactuals=0, pictures=False)
+    explain(tiny_cfg(10), POL + "RowWhiteBox", tmp_path / "x", settings=s)
+    (r,) = frame_rows(tmp_path / "x")
+    assert r["score_mode"] == "white"
+    assert r["text"]["row"]["attention"] > 0 and r["text"]["coordinate"]["attention"] > 0
+    for name in ("column", "color", "stone", "verb"):
+        assert r["text"][name]["attention"] == 0.0
+    with pytest.raises(ConfigError, match="has no score_masked"):
+        explain(tiny_cfg(10), POL + "region", tmp_path / "y", settings=s)

@@ -10,6 +10,8 @@ from ..perturb.language import SPAN_NAMES
 
 OCCLUDERS = ("mean", "blur", "noise")
 TEXT_MODES = ("delete", "neutral")
+#: also accepted: ``attention`` (white-box policies with ``score_masked``; the text is not changed)
+TEXT_MODES_ALL = (*TEXT_MODES, "attention")
 
 
 # ----------------------------------------------------------------------------------- patches

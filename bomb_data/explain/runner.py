@@ -46,6 +46,7 @@ from ..perturb.language import SPAN_NAMES
 from .interventions import (
     OCCLUDERS,
     TEXT_MODES,
+    TEXT_MODES_ALL,
     blur,
     check_span_names,
     effect_map,
@@ -107,8 +108,8 @@ class ExplainSettings:
         check_span_names(list(self.spans))
         check_span_names(list(self.rollout_spans))
         for m in self.text_modes:
-            if m not in TEXT_MODES:
-                raise ConfigError(f"--text-modes: expected among {', '.join(TEXT_MODES)}, given {m!r}")
+            if m not in TEXT_MODES_ALL:
+                raise ConfigError(f"--text-modes: expected among {', '.join(TEXT_MODES_ALL)}, given {m!r}")
         for c in self.cameras or ():
             if c not in ("agentview", "wrist"):
                 raise ConfigError(f"--cameras: expected agentview and/or wrist, given {c!r}")
@@ -285,9 +286,14 @@ def explain_frame(scorer: Scorer, adapter: AdapterConfig, ep: EpisodeSpec, rec: 
         ranges = rec.spans.get(name)
         if not ranges:
             continue
-        texts = [mask_span(rec.text, ranges, m, s.neutral) for m in s.text_modes]
+        modes = [m for m in s.text_modes if m in TEXT_MODES]
+        texts = [mask_span(rec.text, ranges, m, s.neutral) for m in modes]
         eff = scorer.effects([pol({**clean, "instruction": x}) for x in texts])
-        row["text"][name] = {m: float(e) for m, e in zip(s.text_modes, eff)}
+        row["text"][name] = {m: float(e) for m, e in zip(modes, eff)}
+        if "attention" in s.text_modes:  # same text; the policy zeroes the span's tokens' attention mask
+            shift = len(adapter.prompt_template.split("{instruction}")[0])
+            row["text"][name]["attention"] = scorer.masked_effect(pol(clean), [(a + shift, b + shift)
+                                                                               for a, b in ranges])
         row["text"][name]["texts"] = texts
     row["seconds"] = round(time.perf_counter() - t0, 4)
     return row, maps
@@ -363,7 +369,8 @@ def plan_episodes(cfg: BombConfig, *, grid: str, cells: list[str] | None, episod
                 cfg = BombConfig.model_validate(st.config)
             except ValidationError as exc:
                 raise ConfigError(format_validation_error(exc, f"{store} config")) from None
-        specs = store_episodes(st, 0)
+        # episodes are named by their position in the store (as `bomb-data ground` reads maps of a store)
+        specs = [replace(e, episode_id=str(e.source_index)) for e in store_episodes(st, 0)]
         if episodes:
             idx = _parse_indices(episodes)
             bad = [i for i in idx if not 0 <= i < len(specs)]
@@ -426,6 +433,11 @@ def explain(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", c
     pol = make_policy(spec, cfg, unnorm_key=unnorm_key, timeout_s=timeout_s, retries=retries)
     try:
         scorer = Scorer(pol, s.score, s.repeats, s.batch_size)  # --score white without score(): one line
+        if "attention" in s.text_modes and not (scorer.mode == "white"
+                                                and callable(getattr(scorer.impl, "score_masked", None))):
+            raise ConfigError(f"--text-modes attention: policy {policy} has no score_masked(obs, actions, "
+                              "char_ranges) -> float (with score(obs, actions), the white-box text interface; "
+                              "docs/explain.md)")
         run_key = {"policy": policy, "adapter": acfg.model_dump(mode="json"), "unnorm_key": unnorm_key,
                    "source": source, "seed": seed, "config_hash": cfg.content_hash(),
                    "settings": json.loads(json.dumps(asdict(s)))}

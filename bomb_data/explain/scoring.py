@@ -169,6 +169,21 @@ class Scorer:
             return self.clean - np.asarray(self._score(obs, self.ref))
         return np.asarray([action_distance(a, self.ref) for a in self._act(obs)])
 
+    def masked_effect(self, obs: dict[str, Any], ranges: list[tuple[int, int]]) -> float:
+        """E of attention-mask zeroing: L_clean - score_masked(obs, ŷ, ranges), where the policy zeroes the
+        attention mask of the tokens overlapping the instruction's character ``ranges`` (white-box only)."""
+        assert self.ref is not None, "call start() first"
+        fn = getattr(self.impl, "score_masked", None)
+        if self.mode != "white" or not callable(fn):
+            raise ConfigError("--text-modes attention: the policy needs score(obs, actions) and "
+                              "score_masked(obs, actions, char_ranges) -> float (docs/explain.md)")
+        try:
+            v = float(fn(obs, self.ref, ranges))
+        except Exception as exc:  # user code
+            raise PolicyFailure("policy_exception", f"score_masked: {type(exc).__name__}: {exc}") from None
+        self.calls += 1
+        return self.clean - v
+
     def describe(self) -> dict[str, Any]:
         return {"mode": self.mode, "batched": self.batched, "repeats": self.repeats,
                 "distance": None if self.mode == "white" else "L2 over the raw action chunk (first min(H, H'))",
