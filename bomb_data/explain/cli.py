@@ -56,7 +56,8 @@ def _ints(text: str | None, opt: str) -> tuple[int, ...]:
               help="Observations per act_batch/score_batch call (policies that have them).")
 @click.option("--spans", default=None, help="E_text spans [default: all of color,stone,verb,coordinate,row,"
                                             "column,distractor present].")
-@click.option("--text-modes", default="delete,neutral", show_default=True, help="delete, neutral and/or attention (white-box policies with score_masked).")
+@click.option("--text-modes", default="delete,neutral", show_default=True,
+              help="delete, neutral and/or attention (white-box policies with score_masked).")
 @click.option("--neutral-token", default="something", show_default=True)
 @click.option("--rollout-spans", default="coordinate", show_default=True,
               help="Spans deleted in whole-episode reruns ('' for none).")

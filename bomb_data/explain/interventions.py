@@ -45,16 +45,17 @@ def grid_shape(patches: list[tuple[int, int]]) -> tuple[int, int]:
 
 
 def occlude(img: NDArray[np.uint8], y: int, x: int, k: int, kind: str = "mean",
-            rng: np.random.Generator | None = None, blurred: NDArray[np.uint8] | None = None) -> NDArray[np.uint8]:
+            rng: np.random.Generator | None = None, blurred: NDArray[np.uint8] | None = None,
+            fill: NDArray[np.uint8] | None = None) -> NDArray[np.uint8]:
     """A copy of ``img`` with the k x k patch at (y, x) replaced.
 
     ``mean``: the image's mean colour (per channel, the study's occluder); ``blur``: the same pixels
     of a Gaussian-blurred image (sigma = k/2; pass ``blurred`` to reuse it); ``noise``: uniform
-    random pixels from ``rng``.
+    random pixels from ``rng``. ``fill``: the mean colour, when already computed (``mean_colour``).
     """
     out = img.copy()
     if kind == "mean":
-        out[y:y + k, x:x + k] = np.round(img.reshape(-1, img.shape[-1]).mean(0)).astype(np.uint8)
+        out[y:y + k, x:x + k] = mean_colour(img) if fill is None else fill
     elif kind == "blur":
         b = blurred if blurred is not None else blur(img, k)
         out[y:y + k, x:x + k] = b[y:y + k, x:x + k]
@@ -64,6 +65,11 @@ def occlude(img: NDArray[np.uint8], y: int, x: int, k: int, kind: str = "mean",
     else:
         raise ConfigError(f"--occluder: expected one of {', '.join(OCCLUDERS)}, given {kind!r}")
     return out
+
+
+def mean_colour(img: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """The image's mean colour per channel, rounded (the ``mean`` occluder)."""
+    return np.round(img.reshape(-1, img.shape[-1]).mean(0)).astype(np.uint8)
 
 
 def blur(img: NDArray[np.uint8], k: int) -> NDArray[np.uint8]:

@@ -52,6 +52,7 @@ from .interventions import (
     effect_map,
     grid_shape,
     mask_span,
+    mean_colour,
     occlude,
     patch_grid,
     positive_mass_inside,
@@ -276,7 +277,8 @@ def explain_frame(scorer: Scorer, adapter: AdapterConfig, ep: EpisodeSpec, rec: 
         h, w = img.shape[:2]
         patches = patch_grid(h, w, s.patch, s.stride)
         blurred = blur(img, s.patch) if s.occluder == "blur" else None
-        occl = [pol({**clean, cam: occlude(img, y, x, s.patch, s.occluder, rng, blurred)}) for y, x in patches]
+        fill = mean_colour(img)
+        occl = [pol({**clean, cam: occlude(img, y, x, s.patch, s.occluder, rng, blurred, fill)}) for y, x in patches]
         eff = scorer.effects(occl)
         maps[cam] = effect_map(eff, patches, s.patch, h, w)
         row["patch"][cam] = {"k": s.patch, "stride": s.stride or s.patch, "grid": list(grid_shape(patches)),
