@@ -297,3 +297,19 @@ def test_attention_masking_needs_the_interface_and_hits_only_the_row(tmp_path):
         assert r["text"][name]["attention"] == 0.0
     with pytest.raises(ConfigError, match="has no score_masked"):
         explain(tiny_cfg(10), POL + "region", tmp_path / "y", settings=s)
+
+
+@pytest.mark.compat
+def test_activation_patching_restores_all_and_nothing():
+    """R = 1 with every block restored and 0 with none, on a tiny torch transformer in the lerobot side env."""
+    from tests.conftest import run_side
+
+    proc = run_side("lerobot30", REPO / "tests" / "compat" / "check_patching.py", timeout=300)
+    r = json.loads(proc.stdout)
+    whole, tok = r["whole"], r["at_token"]
+    assert whole["L_clean"] > whole["L_corr"]
+    assert whole["R_all_blocks"] == pytest.approx(1.0, abs=1e-6) and whole["R_none"] == 0.0
+    # a residual block's output is the whole stream: restoring any one block at every position restores all
+    assert all(v == pytest.approx(1.0, abs=1e-6) for v in whole["blocks"].values())
+    assert tok["R_none"] == 0.0 and 0 < tok["R_all_blocks"] < 1  # only the corrupted token restored
+    assert all(len(v) == 4 and all(np.isfinite(v)) for v in whole["heads"].values())
