@@ -313,3 +313,25 @@ def test_activation_patching_restores_all_and_nothing():
     assert all(v == pytest.approx(1.0, abs=1e-6) for v in whole["blocks"].values())
     assert tok["R_none"] == 0.0 and 0 < tok["R_all_blocks"] < 1  # only the corrupted token restored
     assert all(len(v) == 4 and all(np.isfinite(v)) for v in whole["heads"].values())
+
+
+@pytest.mark.compat
+def test_patching_runs_per_frame_on_the_strongest_patch():
+    """explain_frame with patching on a white-box torch policy (side env; no simulator needed)."""
+    from tests.conftest import run_side
+
+    proc = run_side("lerobot30", REPO / "tests" / "compat" / "check_patching.py", "frame", timeout=300)
+    out = json.loads(proc.stdout)
+    row, p = out["row"], out["row"]["patching"]
+    assert out["map_shape"] == [32, 32] and row["score_mode"] == "white"
+    strongest = int(np.argmax(row["patch"]["agentview"]["effects"]))
+    assert p["corruption"]["patch"] == row["patch"]["agentview"]["corners"][strongest]
+    assert p["L_clean"] - p["L_corr"] == pytest.approx(p["corruption"]["effect"], rel=1e-4)
+    assert p["R_all_blocks"] == pytest.approx(1.0, abs=1e-6) and p["R_none"] == 0.0
+    assert set(p["heads"]) == {"layer0", "layer1"} and all(len(v) == 4 for v in p["heads"].values())
+
+
+def test_patching_needs_the_interface(tmp_path):
+    s = ExplainSettings(patch=32, phases=False, steps=(0,), rollout_spans=(), counterfactuals=0, patching=True)
+    with pytest.raises(ConfigError, match="explain_modules"):
+        explain(tiny_cfg(10), POL + "RegionWhiteBox", tmp_path / "x", settings=s)

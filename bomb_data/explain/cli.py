@@ -64,6 +64,8 @@ def _ints(text: str | None, opt: str) -> tuple[int, ...]:
 @click.option("--counterfactuals", type=click.IntRange(min=0), default=1, show_default=True,
               help="Reruns per episode with another target (same scene).")
 @click.option("--no-pictures", is_flag=True, help="Skip the triptych PNGs.")
+@click.option("--patching", is_flag=True,
+              help="Activation patching per frame (white-box torch policies with explain_modules()).")
 @click.option("--policy-image-size", type=click.IntRange(min=8, max=2048), default=None)
 @click.option("--prompt-key", default=None)
 @click.option("--prompt-template", default=None)
@@ -77,7 +79,7 @@ def explain_cmd(policy: str, grid: str, cells: str | None, k: int, store: str | 
                 max_steps: int | None, patch: int, stride: int | None, occluder: str, cameras: str | None,
                 phases: bool, every: int, steps: str | None, score: str, repeats: int, batch_size: int,
                 spans: str | None, text_modes: str, neutral_token: str, rollout_spans: str, counterfactuals: int,
-                no_pictures: bool, policy_image_size: int | None, prompt_key: str | None,
+                no_pictures: bool, patching: bool, policy_image_size: int | None, prompt_key: str | None,
                 prompt_template: str | None, replan_steps: int | None, unnorm_key: str | None, timeout_s: float,
                 retries: int, quiet: bool) -> None:
     """Explain a policy: patch occlusion, instruction-span masking, counterfactual rollouts (docs/explain.md)."""
@@ -98,7 +100,7 @@ def explain_cmd(policy: str, grid: str, cells: str | None, k: int, store: str | 
         phases=phases, every=every, steps=_ints(steps, "--steps"), score=score, repeats=repeats,
         batch_size=batch_size, spans=tuple(_csv(spans) or SPAN_NAMES), text_modes=tuple(_csv(text_modes) or ()),
         neutral=neutral_token, rollout_spans=tuple(_csv(rollout_spans) or ()), counterfactuals=counterfactuals,
-        pictures=not no_pictures)
+        pictures=not no_pictures, patching=patching)
     adapter = {k_: v for k_, v in dict(image_size=policy_image_size, instruction_key=prompt_key,
                                        prompt_template=prompt_template, replan_steps=replan_steps).items()
                if v is not None}

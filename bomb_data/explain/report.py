@@ -180,6 +180,27 @@ def _bars(d: dict[str, dict[str, Any]], noise: float | None) -> str:
     return "\n".join(out) + "</table>"
 
 
+def _cell(v: float | None) -> str:
+    if v is None:
+        return "<td>-</td>"
+    r, g, b = heat_colors(np.array(max(0.0, min(1.0, v)))).tolist()
+    return f"<td style='background:rgb({r},{g},{b})'>{v:.2f}</td>"
+
+
+def _patching_table(p: dict[str, Any]) -> str:
+    """R(u) as a layer x head table coloured blue (0) to red (1), the block's own R in the first column."""
+    c = p["corruption"]
+    out = [f"<p>activation patching, corruption: {html.escape(c['camera'])} patch {c['patch']} "
+           f"(E {c['effect']:.4g}); L_clean {p['L_clean']:.4g}, L_corr {p['L_corr']:.4g}; "
+           f"R(all blocks) {p.get('R_all_blocks')}</p><table><tr><th>unit</th><th>block</th>"]
+    nh = max([len(v) for v in p["heads"].values()] + [0])
+    out += [f"<th>head {h}</th>" for h in range(nh)] + ["</tr>"]
+    for name in dict.fromkeys([*p["blocks"], *p["heads"]]):
+        out.append(f"<tr><td>{html.escape(name)}</td>{_cell(p['blocks'].get(name))}"
+                   + "".join(_cell(v) for v in p["heads"].get(name, [])) + "</tr>")
+    return "".join(out) + "</table>"
+
+
 def write_html(path: Path, summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     """One page: E_text bars, rollout table, instruction-following, every frame's pictures."""
     e = html.escape
@@ -215,6 +236,8 @@ def write_html(path: Path, summary: dict[str, Any], rows: list[dict[str, Any]]) 
             parts.append(f"<p>error: {e(r['error'])}</p>")
             continue
         parts.append(f"<p>score(clean) {r['score_clean']:.4g}, noise floor {r['noise_floor']:.4g}</p>")
+        if r.get("patching"):
+            parts.append(_patching_table(r["patching"]))
         for cam, p in (r.get("pictures") or {}).items():
             parts.append(f"<p>{e(cam)}, max E_patch {r['patch'][cam]['max']:.4g}<br><img src='{e(p)}'></p>")
     tmp = path.with_suffix(".html.tmp")

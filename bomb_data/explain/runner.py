@@ -82,6 +82,8 @@ class ExplainSettings:
         spans, text_modes, neutral: E_text spans, interventions (``delete``, ``neutral``) and the token.
         rollout_spans: spans masked (deleted) in whole-episode reruns; counterfactuals: targets per episode.
         pictures: write the triptych PNGs.
+        patching: activation patching per frame (white-box torch policies with ``explain_modules``), the
+            corruption being the frame's strongest patch occlusion (``patching.restoration_ratios``).
     """
 
     patch: int = 16
@@ -100,6 +102,7 @@ class ExplainSettings:
     rollout_spans: tuple[str, ...] = ("coordinate",)
     counterfactuals: int = 1
     pictures: bool = True
+    patching: bool = False
 
     def check(self) -> None:
         if self.occluder not in OCCLUDERS:
@@ -284,6 +287,21 @@ def explain_frame(scorer: Scorer, adapter: AdapterConfig, ep: EpisodeSpec, rec: 
         row["patch"][cam] = {"k": s.patch, "stride": s.stride or s.patch, "grid": list(grid_shape(patches)),
                              "corners": [list(p) for p in patches], "effects": np.round(eff, 6).tolist(),
                              "max": float(eff.max()), "positive_sum": float(np.clip(eff, 0, None).sum())}
+    if s.patching and row["patch"]:
+        from .patching import restoration_ratios
+
+        cam = max(row["patch"], key=lambda c: row["patch"][c]["max"])
+        j = int(np.argmax(row["patch"][cam]["effects"]))
+        y, x = row["patch"][cam]["corners"][j]
+        img = np.asarray(obs[cam])
+        corrupt = pol({**clean, cam: occlude(img, y, x, s.patch, s.occluder, rng, blur(img, s.patch)
+                                             if s.occluder == "blur" else None, mean_colour(img))})
+        units = scorer.impl.explain_modules()
+        ref = scorer.ref
+        r = restoration_ratios(lambda o: float(scorer.impl.score(o, ref)), pol(clean), corrupt, units.get("blocks", []),
+                               units.get("heads", []), positions=units.get("positions"))
+        row["patching"] = {"corruption": {"camera": cam, "patch": [y, x], "effect": row["patch"][cam]["effects"][j]},
+                           **r}
     for name in s.spans:
         ranges = rec.spans.get(name)
         if not ranges:
@@ -435,6 +453,9 @@ def explain(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", c
     pol = make_policy(spec, cfg, unnorm_key=unnorm_key, timeout_s=timeout_s, retries=retries)
     try:
         scorer = Scorer(pol, s.score, s.repeats, s.batch_size)  # --score white without score(): one line
+        if s.patching and not (scorer.mode == "white" and callable(getattr(scorer.impl, "explain_modules", None))):
+            raise ConfigError(f"--patching: policy {policy} needs score(obs, actions) and explain_modules() -> "
+                              "{'blocks': [(name, module)], 'heads': [(name, module, n_heads)]} (docs/explain.md)")
         if "attention" in s.text_modes and not (scorer.mode == "white"
                                                 and callable(getattr(scorer.impl, "score_masked", None))):
             raise ConfigError(f"--text-modes attention: policy {policy} has no score_masked(obs, actions, "

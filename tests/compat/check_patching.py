@@ -1,6 +1,8 @@
 """Activation patching on a tiny torch transformer (run in a side env with torch; tests/test_explain.py).
 
-Prints JSON with R per block and head, R with every block restored and with none.
+Without arguments: prints JSON with R per block and head, R with every block restored and with none.
+With ``frame``: one frame through ``explain_frame`` with ``patching`` on ``TinyPolicy`` (a torch policy on
+32 x 32 agentview images); prints the frame row.
 """
 
 from __future__ import annotations
@@ -50,7 +52,60 @@ class Tiny(torch.nn.Module):
         return self.head(x.mean(1))
 
 
+class TinyPolicy:
+    """A white-box torch policy: 8-px patch tokens of the agentview image -> 2 blocks -> action."""
+
+    def __init__(self):
+        torch.manual_seed(1)
+        self.m = Tiny(d=16, h=4, n=2).eval()
+        self.m.embed = torch.nn.Linear(8 * 8 * 3, 16)
+
+    def _tokens(self, obs):
+        x = torch.as_tensor(obs["agentview"], dtype=torch.float32) / 255.0  # (32, 32, 3)
+        return x.unfold(0, 8, 8).unfold(1, 8, 8).reshape(1, 16, -1)
+
+    def act(self, obs):
+        with torch.no_grad():
+            return self.m(self._tokens(obs))[0].numpy().astype("float64") * 0.001
+
+    def score(self, obs, actions):
+        import numpy as np
+
+        d = np.asarray(actions, float).reshape(-1, 7)[0] - self.act(obs)
+        return float(-0.5 * np.sum((d / 0.0001) ** 2))
+
+    def explain_modules(self):
+        return {"blocks": [(f"layer{i}", b) for i, b in enumerate(self.m.layers)],
+                "heads": [(f"layer{i}", b.self_attn.o_proj, 4) for i, b in enumerate(self.m.layers)]}
+
+
+def explain_run() -> None:
+    """One frame through ``explain_frame`` with ``patching`` (no simulator: a random 32 x 32 image)."""
+    import numpy as np
+
+    from bomb_data.evaluate.adapt import AdapterConfig
+    from bomb_data.evaluate.policies import PythonPolicy
+    from bomb_data.evaluate.runner import EpisodeSpec
+    from bomb_data.explain import ExplainSettings, Scorer
+    from bomb_data.explain.runner import Rollout, explain_frame
+
+    img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    text = "put the black stone from the tray on row 1 from the near edge, column 2 from the left edge"
+    a = text.index("row 1 from the near edge")
+    rec = Rollout("nominal/0", text, text, {"row": [(a, a + 24)]}, (3, 2), [], obs=[{"agentview": img}],
+                  privileged=[{}])
+    s = ExplainSettings(patch=8, spans=("row",), patching=True, cameras=("agentview",))
+    adapter = AdapterConfig(image_keys={"agentview": "agentview"}, state_key=None, state_layout="none")
+    scorer = Scorer(PythonPolicy("tests.compat.check_patching:TinyPolicy"), "white")
+    row, maps = explain_frame(scorer, adapter, EpisodeSpec("nominal/0", "nominal", 0, 7, {}), rec, 0, s,
+                              ["agentview"])
+    json.dump({"row": row, "map_shape": list(maps["agentview"].shape)}, sys.stdout)
+
+
 def main() -> None:
+    if sys.argv[1:] == ["frame"]:
+        explain_run()
+        return
     torch.manual_seed(0)
     m = Tiny().eval()
     clean = torch.randn(1, 6, 8)
