@@ -518,7 +518,10 @@ def _explain_episode(env: Any, pol: Any, scorer: Scorer, acfg: AdapterConfig, ep
     cmd = np.array([a[6] for a in rec.actions]) if rec.actions else np.zeros(0)
     z = np.array([p["stone_pos"][2] for p in rec.privileged]) if rec.privileged else np.zeros(0)
     phases = phase_of_steps(cmd, z)
-    frames = choose_frames(phases, s, ep.episode_id)
+    if plan is not None:  # resuming: the frames chosen the first time (a nondeterministic policy may differ now)
+        frames = dict(zip(plan["frames"], plan["frame_reasons"]))
+    else:
+        frames = choose_frames(phases, s, ep.episode_id)
     if plan is None:
         plan = {"unit": "episode", "episode_id": ep.episode_id, "cell_id": ep.cell_id, "seed": ep.seed,
                 "source_index": ep.source_index, "target": list(rec.target), "instruction": rec.instruction,
@@ -533,14 +536,18 @@ def _explain_episode(env: Any, pol: Any, scorer: Scorer, acfg: AdapterConfig, ep
         if (ep.episode_id, t) in done_frames:
             continue
         try:
+            if t >= len(rec.obs):
+                raise PolicyFailure("policy_exception", f"step {t} is past the replayed recording ({len(rec.obs)} "
+                                                        "steps): the policy is not deterministic")
             row, maps = explain_frame(scorer, acfg, ep, rec, t, s, cameras)
         except PolicyFailure as exc:
             row, maps = {"unit": "frame", "episode_id": ep.episode_id, "step": t, "status": "error",
                          "error": str(exc)}, {}
-        row.update(phase=phases[t], reason=reason, cell_id=ep.cell_id)
+        row.update(phase=phases[t] if t < len(phases) else None, reason=reason, cell_id=ep.cell_id)
         base = f"{ep.episode_id}/{t}"
         arrays = {f"{base}/{c}": m for c, m in maps.items()}
-        arrays[f"{base}/mj_state"] = rec.states[t]
+        if t < len(rec.states):
+            arrays[f"{base}/mj_state"] = rec.states[t]
         fdir = out / "frames" / _safe(ep.episode_id)
         fdir.mkdir(parents=True, exist_ok=True)
         tmp = fdir / f"{t:05d}.tmp.npz"
