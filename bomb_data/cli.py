@@ -330,5 +330,14 @@ def _add_ground_commands() -> None:
 
 _add_ground_commands()
 
+
+def _add_explain() -> None:  # bomb-data explain (issue 25), a block of its own
+    from .explain.cli import explain_cmd
+
+    main.add_command(explain_cmd)
+
+
+_add_explain()
+
 if __name__ == "__main__":
     main()

@@ -31,7 +31,7 @@ from .config import BombConfig, SimConfig, format_validation_error
 from .errors import ConfigError
 from .params import EpisodeParams, check_room
 from .perturb.image import perturb_frame
-from .perturb.language import write_instruction
+from .perturb.language import write_instruction_spans
 from .rotations import state8
 from .sim.controller import MAX_DPOS_M, MAX_DROT_RAD, DeltaEEFController
 from .sim.panda import HOME_QPOS
@@ -205,7 +205,9 @@ class GoPlaceEnv(gym.Env):
         self.target_world = intersection_world(sc, ps, tr, tc)
         initial = np.array([d.xpos[b] for b in sc.stone_bodies[1:]]).reshape(-1, 3)
         self.checker = SuccessChecker(sc, self.cfg, ps, self.target, self.target_world, initial)
-        self.instruction, self.convention = write_instruction(tr, tc, n, ps.stone_color, p.language, rng.language)
+        # spans: where the colour, coordinate, row, column, ... are in the text (bomb_data.explain)
+        self.instruction, self.convention, self.instruction_spans = write_instruction_spans(
+            tr, tc, n, ps.stone_color, p.language, rng.language)
         self._steps = 0
         self._placement = self.checker.check(d)
         obs = self._observe()

@@ -160,10 +160,34 @@ def write_instruction(row: int, col: int, board_size: int, color: str, p: Langua
         rng: the episode's language generator (choice of template, phrasing and distractors).
 
     Returns:
-        ``(text, convention)``.
+        ``(text, convention)``; ``write_instruction_spans`` also returns where each part is.
 
     Raises:
         ConfigError: the target is off the board or the board size is unsupported.
+    """
+    text, convention, _ = write_instruction_spans(row, col, board_size, color, p, rng)
+    return text, convention
+
+
+#: Names of the instruction spans ``write_instruction_spans`` returns (bomb_data.explain masks them).
+SPAN_NAMES = ("color", "stone", "verb", "coordinate", "row", "column", "distractor")
+_VERB_RE = re.compile(r"\b(pick up|place|put|move|set|grab|take|leave|belongs)\b")
+_NOUN_RE = re.compile(r"^\s+(stone|piece)\b")
+
+
+def write_instruction_spans(row: int, col: int, board_size: int, color: str, p: LanguageParams,
+                            rng: np.random.Generator) -> tuple[str, str, dict[str, list[tuple[int, int]]]]:
+    """``write_instruction`` that also says where each part of the sentence is (same text, same draws).
+
+    Returns:
+        ``(text, convention, spans)``: ``spans`` maps each name of ``SPAN_NAMES`` present in this
+        sentence to its character ranges ``[(start, end), ...]`` in ``text``: ``color`` (the colour
+        word), ``stone`` (the noun after it: stone/piece), ``verb`` (the template's verbs: place,
+        put, move, pick up, set, grab, take, leave, belongs), ``coordinate`` (the whole filled
+        coordinate phrasing), ``row`` and ``column`` (inside it: the row and column phrases, e.g.
+        "row 2 from the near edge", "3rd column from the left edge", or in a Go coordinate the
+        number and the letter), ``distractor`` (the prefix and suffix phrases, when drawn). A span
+        absent from this sentence (no distractors) is absent from the map.
     """
     if not 3 <= board_size <= len(GO_LETTERS):
         raise ConfigError(f"board_size: expected 3..{len(GO_LETTERS)}, given {board_size}")
@@ -174,12 +198,47 @@ def write_instruction(row: int, col: int, board_size: int, color: str, p: Langua
     phrasings = getattr(getattr(t.coordinates, p.convention), p.template_set)
     tpl = templates[int(rng.integers(len(templates)))]
     coord = format_coordinate(row, col, board_size, p.convention, phrasings[int(rng.integers(len(phrasings)))])
-    text = tpl.format(color=color, coord=coord)
+    spans: dict[str, list[tuple[int, int]]] = {}
+
+    def add(name: str, a: int, b: int) -> None:
+        spans.setdefault(name, []).append((a, b))
+
+    # fill the template piece by piece, keeping offsets (string.Formatter splits it as .format does)
+    import string
+
+    text = ""
+    for literal, field, _, _ in string.Formatter().parse(tpl):
+        for m in _VERB_RE.finditer(literal):
+            add("verb", len(text) + m.start(), len(text) + m.end())
+        if text and "color" in spans and "stone" not in spans and (m := _NOUN_RE.match(literal)):
+            add("stone", len(text) + m.start(1), len(text) + m.end(1))
+        text += literal
+        if field == "color":
+            add("color", len(text), len(text) + len(color))
+            text += color
+        elif field == "coord":
+            c0 = len(text)
+            add("coordinate", c0, c0 + len(coord))
+            if p.convention == "go_letters":
+                g = _GO_RE.search(coord)
+                assert g is not None
+                add("column", c0 + g.start(1), c0 + g.end(1))
+                add("row", c0 + g.start(2), c0 + g.end(2))
+            else:
+                for name, rx in (("row", _ROW_RE), ("column", _COL_RE)):
+                    g = rx.search(coord)
+                    assert g is not None
+                    add(name, c0 + g.start(), c0 + g.end())
+            text += coord
     if p.distractor_words:
         pre = t.distractors.prefix[int(rng.integers(len(t.distractors.prefix)))]
         suf = t.distractors.suffix[int(rng.integers(len(t.distractors.suffix)))]
+        shift = len(pre) + 1
+        spans = {k: [(a + shift, b + shift) for a, b in v] for k, v in spans.items()}
+        add("distractor", 0, len(pre))
+        add("distractor", shift + len(text) + 1, shift + len(text) + 1 + len(suf))
         text = f"{pre} {text} {suf}"
-    return text, p.convention
+    return text, p.convention, spans
 
 
 _GO_RE = re.compile(r"\b([A-HJ-T])(\d{1,2})\b")
