@@ -96,3 +96,40 @@ def probe_score(directory: Path, predictions: Path) -> None:
     s = score_probe_set(directory, predictions)
     click.echo(json.dumps({"out": s["out"], "all": s["all"],
                            "per_type": {t: v["all"] for t, v in s["per_type"].items()}}, indent=2))
+
+
+@probe.command("ask")
+@click.argument("directory", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--endpoint", required=True, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1.")
+@click.option("--model", required=True, help="Model name the server serves (the requests' 'model').")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Answers file (JSONL, appended; a rerun asks only what is missing).")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=4, show_default=True,
+              help="Requests in flight.")
+@click.option("--retries", type=click.IntRange(0, 20), default=3, show_default=True,
+              help="Extra attempts after a timeout, HTTP 5xx/408/429 or a connection error.")
+@click.option("--timeout", type=click.FloatRange(min=0.01), default=60.0, show_default=True,
+              help="Seconds per request.")
+@click.option("--backoff", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              help="Seconds before the first retry, doubled for each further one.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--prompt-template", "template", default="{question}", show_default=True,
+              help="Text sent with the image; fields {question}, {width}, {height}, {type}.")
+@click.option("--types", default=None, help="Only these item types, e.g. point,rcm_explicit [default: all].")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N items.")
+@click.option("--retry-failed", is_flag=True, help="Ask again the items whose answer is an error.")
+@click.option("--api-key-env", default=None, help="Environment variable holding a bearer token.")
+def probe_ask(directory: Path, endpoint: str, model: str, out: Path, concurrency: int, retries: int, timeout: float,
+              backoff: float, max_tokens: int, temperature: float, template: str, types: str | None,
+              limit: int | None, retry_failed: bool, api_key_env: str | None) -> None:
+    """Ask a served vision-language model (chat completions with images: vLLM, SGLang, ...) every item of a
+    probing set; answers go to --out for `probe score`. Resumable; failed requests become scored misses."""
+    from .ask import ask_probe_set
+
+    ts = tuple(t.strip() for t in types.split(",") if t.strip()) if types else None
+    s = ask_probe_set(directory, endpoint, model, out, concurrency=concurrency, retries=retries, timeout=timeout,
+                      backoff=backoff, max_tokens=max_tokens, temperature=temperature, template=template,
+                      types=ts, limit=limit, retry_failed=retry_failed, api_key_env=api_key_env)
+    click.echo(json.dumps({k: s[k] for k in ("out", "items", "asked_this_run", "answered", "errors", "requests",
+                                             "retries", "seconds", "items_per_s")}, indent=2))
