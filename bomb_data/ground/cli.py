@@ -133,3 +133,34 @@ def probe_ask(directory: Path, endpoint: str, model: str, out: Path, concurrency
                       types=ts, limit=limit, retry_failed=retry_failed, api_key_env=api_key_env)
     click.echo(json.dumps({k: s[k] for k in ("out", "items", "asked_this_run", "answered", "errors", "requests",
                                              "retries", "seconds", "items_per_s")}, indent=2))
+
+
+@probe.command("features")
+@click.option("--policy", "policy", required=True,
+              help="pixels, or python:module:factory (an object with features(obs) -> 1-D array).")
+@click.option("--grid", default="nominal", show_default=True, help="Perturbation grid: name or YAML path.")
+@click.option("--n", "n", type=click.IntRange(min=2), required=True, help="Scenes to render.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Output directory.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--size", type=click.IntRange(min=32, max=2048), default=256, show_default=True,
+              help="Image size (square).")
+@click.option("--regions", type=click.IntRange(2, 8), default=3, show_default=True,
+              help="Region labels on a REGIONS x REGIONS division of the image.")
+@click.option("--test-fraction", type=click.FloatRange(0.05, 0.95), default=0.3, show_default=True,
+              help="Share of scenes (by scene seed) held out to test the probe.")
+@click.option("--C", "C", type=click.FloatRange(min=1e-6), default=1.0, show_default=True,
+              help="Inverse L2 regularisation of the logistic regression.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier feature probe at --out.")
+def probe_features_cmd(policy: str, grid: str, n: int, out: Path, seed: int, size: int, regions: int,
+                       test_fraction: float, C: float, overwrite: bool) -> None:
+    """Linear probes of a policy's features at reset: target cell, target region, active-stone region,
+    against a random-feature control, a shuffled-label control and chance (Wilson 95% intervals)."""
+    from .features import probe_features
+
+    s = probe_features(policy, grid, n, out, seed=seed, size=size, regions=regions, test_fraction=test_fraction,
+                       C=C, overwrite=overwrite)
+    short = {lab: {k: v[k]["accuracy"] if isinstance(v.get(k), dict) else v.get(k)
+                   for k in ("probe", "random_features", "shuffled_labels", "chance", "n_test")}
+             for lab, v in s["labels"].items()}
+    click.echo(json.dumps({"out": s["out"], "feature_dim": s["feature_dim"], "scenes_train": s["scenes_train"],
+                           "scenes_test": s["scenes_test"], "labels": short}, indent=2))
