@@ -161,3 +161,23 @@ def test_errors_are_one_line_and_keep_answers(probe_set, tmp_path, server_factor
     # a server that refuses the model name (HTTP 400): misses with reason http_error, not a crash
     s = ask_probe_set(probe_set, srv.endpoint, "wrong-model", tmp_path / "b.jsonl", limit=3, retries=0)
     assert s["errors"] == {"http_error": 3}
+
+
+def test_ctrl_c_ends_the_run_at_once(probe_set, tmp_path, server_factory):
+    """Requests in flight (the server takes 20 s to answer) do not hold the process after Ctrl-C."""
+    srv = server_factory(probe_set, delay=20.0)
+    out = tmp_path / "c.jsonl"
+    args = [sys.executable, "-m", "bomb_data.cli", "probe", "ask", str(probe_set), "--endpoint", srv.endpoint,
+            "--model", "standin", "--out", str(out), "--concurrency", "4", "--timeout", "60"]
+    proc = subprocess.Popen(args, cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    counts = Path(str(srv.port_file) + ".counts.json")
+    deadline = time.time() + 120
+    while time.time() < deadline and not (counts.exists() and sum(srv.counts().values()) >= 4):
+        time.sleep(0.05)
+    t0 = time.time()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert time.time() - t0 < 5, err
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert out.read_text() == ""  # nothing answered yet, nothing torn
+    assert json.loads(Path(str(out) + ".ask.json").read_text())["status"] == "interrupted"

@@ -26,11 +26,13 @@ import base64
 import json
 import logging
 import os
+import queue
 import threading
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +119,40 @@ def reply_text(body: bytes) -> str:
     if not isinstance(content, str):
         raise ValueError("content is not text")
     return content
+
+
+class _Pool:
+    """``concurrency`` daemon threads running submitted calls. Daemon threads, unlike
+    ``ThreadPoolExecutor``'s, do not hold the process at exit: Ctrl-C or an unreachable endpoint
+    ends the run at once instead of after the requests in flight time out."""
+
+    def __init__(self, n: int):
+        self.q: queue.Queue[tuple[Callable[[Any], Any], Any, Future[Any]] | None] = queue.Queue()
+        self.threads = [threading.Thread(target=self._work, name=f"probe-ask-{i}", daemon=True) for i in range(n)]
+        for t in self.threads:
+            t.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self.q.get()
+            if job is None:
+                return
+            fn, arg, fut = job
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn(arg))
+            except BaseException as exc:  # handed to the main thread by Future.result()
+                fut.set_exception(exc)
+
+    def submit(self, fn: Callable[[Any], Any], arg: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        self.q.put((fn, arg, fut))
+        return fut
+
+    def shutdown(self) -> None:
+        for _ in self.threads:
+            self.q.put(None)
 
 
 class _Client:
@@ -273,7 +309,7 @@ def ask_probe_set(directory: Path, endpoint: str, model: str, out: Path, *, conc
     t0 = time.perf_counter()
     bar = tqdm(total=len(items), initial=len(items) - len(todo), unit="item", desc="probe ask",
                disable=(not progress) if progress is not None else None, leave=False)
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="probe-ask")
+    pool = _Pool(concurrency)
     try:
         with open(out, "a", encoding="utf-8") as f:
             futures: list[Future[dict[str, Any]]] = []
@@ -298,11 +334,11 @@ def ask_probe_set(directory: Path, endpoint: str, model: str, out: Path, *, conc
                 bar.update(1)
     except BaseException:
         stop.set()
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown()
         bar.close()
         _write_side(side, {**record, "endpoint": url, "status": "interrupted", "written_this_run": written})
         raise
-    pool.shutdown(wait=True)
+    pool.shutdown()
     bar.close()
     seconds = time.perf_counter() - t0
     final = read_answers(out)
