@@ -185,8 +185,9 @@ def marginals_table(summary: dict[str, Any]) -> str:
     return "".join(h)
 
 
-def render_html(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    """The report page for ``summary`` (from ``metrics.aggregate`` + run metadata) and its rows."""
+def render_html(summary: dict[str, Any], rows: list[dict[str, Any]], eval_dir: Path | None = None) -> str:
+    """The report page for ``summary`` (from ``metrics.aggregate`` + run metadata) and its rows; with
+    ``eval_dir``, a grounding section for the ``bomb-data ground`` outputs found there."""
     o = summary["overall"]
     lat, tim = summary.get("latency", {}), summary.get("timing", {})
     grid = summary.get("grid") or {}
@@ -259,6 +260,10 @@ def render_html(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
                  f"<td>{_num(s['placement_error_cells']['median'], 2)}</td>"
                  f"<td class='l'>{_E(', '.join(f'{k} {v}' for k, v in s['failure_reasons'].items()))}</td></tr>")
     h.append("</table>")
+    if eval_dir is not None:  # grounding (issue 26): summaries of `bomb-data ground` in the directory
+        from ..ground.score import eval_report_section
+
+        h.append(eval_report_section(eval_dir))
     vids = [r for r in rows if r.get("video")]
     if vids:
         h.append("<h2>Episodes</h2><p>Left to right: agentview, wrist (as rendered), then the images the policy "
@@ -277,5 +282,5 @@ def write_report(path: Path, summary: dict[str, Any], rows: list[dict[str, Any]]
     """Write the page atomically."""
     path = Path(path)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(render_html(summary, rows), encoding="utf-8")
+    tmp.write_text(render_html(summary, rows, eval_dir=path.parent), encoding="utf-8")
     os.replace(tmp, path)

@@ -96,3 +96,71 @@ def probe_score(directory: Path, predictions: Path) -> None:
     s = score_probe_set(directory, predictions)
     click.echo(json.dumps({"out": s["out"], "all": s["all"],
                            "per_type": {t: v["all"] for t, v in s["per_type"].items()}}, indent=2))
+
+
+@probe.command("ask")
+@click.argument("directory", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--endpoint", required=True, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1.")
+@click.option("--model", required=True, help="Model name the server serves (the requests' 'model').")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Answers file (JSONL, appended; a rerun asks only what is missing).")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=4, show_default=True,
+              help="Requests in flight.")
+@click.option("--retries", type=click.IntRange(0, 20), default=3, show_default=True,
+              help="Extra attempts after a timeout, HTTP 5xx/408/429 or a connection error.")
+@click.option("--timeout", type=click.FloatRange(min=0.01), default=60.0, show_default=True,
+              help="Seconds per request.")
+@click.option("--backoff", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              help="Seconds before the first retry, doubled for each further one.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--prompt-template", "template", default="{question}", show_default=True,
+              help="Text sent with the image; fields {question}, {width}, {height}, {type}.")
+@click.option("--types", default=None, help="Only these item types, e.g. point,rcm_explicit [default: all].")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N items.")
+@click.option("--retry-failed", is_flag=True, help="Ask again the items whose answer is an error.")
+@click.option("--api-key-env", default=None, help="Environment variable holding a bearer token.")
+def probe_ask(directory: Path, endpoint: str, model: str, out: Path, concurrency: int, retries: int, timeout: float,
+              backoff: float, max_tokens: int, temperature: float, template: str, types: str | None,
+              limit: int | None, retry_failed: bool, api_key_env: str | None) -> None:
+    """Ask a served vision-language model (chat completions with images: vLLM, SGLang, ...) every item of a
+    probing set; answers go to --out for `probe score`. Resumable; failed requests become scored misses."""
+    from .ask import ask_probe_set
+
+    ts = tuple(t.strip() for t in types.split(",") if t.strip()) if types else None
+    s = ask_probe_set(directory, endpoint, model, out, concurrency=concurrency, retries=retries, timeout=timeout,
+                      backoff=backoff, max_tokens=max_tokens, temperature=temperature, template=template,
+                      types=ts, limit=limit, retry_failed=retry_failed, api_key_env=api_key_env)
+    click.echo(json.dumps({k: s[k] for k in ("out", "items", "asked_this_run", "answered", "errors", "requests",
+                                             "retries", "seconds", "items_per_s")}, indent=2))
+
+
+@probe.command("features")
+@click.option("--policy", "policy", required=True,
+              help="pixels, or python:module:factory (an object with features(obs) -> 1-D array).")
+@click.option("--grid", default="nominal", show_default=True, help="Perturbation grid: name or YAML path.")
+@click.option("--n", "n", type=click.IntRange(min=2), required=True, help="Scenes to render.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Output directory.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--size", type=click.IntRange(min=32, max=2048), default=256, show_default=True,
+              help="Image size (square).")
+@click.option("--regions", type=click.IntRange(2, 8), default=3, show_default=True,
+              help="Region labels on a REGIONS x REGIONS division of the image.")
+@click.option("--test-fraction", type=click.FloatRange(0.05, 0.95), default=0.3, show_default=True,
+              help="Share of scenes (by scene seed) held out to test the probe.")
+@click.option("--C", "C", type=click.FloatRange(min=1e-6), default=1.0, show_default=True,
+              help="Inverse L2 regularisation of the logistic regression.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier feature probe at --out.")
+def probe_features_cmd(policy: str, grid: str, n: int, out: Path, seed: int, size: int, regions: int,
+                       test_fraction: float, C: float, overwrite: bool) -> None:
+    """Linear probes of a policy's features at reset: target cell, target region, active-stone region,
+    against a random-feature control, a shuffled-label control and chance (Wilson 95% intervals)."""
+    from .features import probe_features
+
+    s = probe_features(policy, grid, n, out, seed=seed, size=size, regions=regions, test_fraction=test_fraction,
+                       C=C, overwrite=overwrite)
+    short = {lab: {k: v[k]["accuracy"] if isinstance(v.get(k), dict) else v.get(k)
+                   for k in ("probe", "random_features", "shuffled_labels", "chance", "n_test")}
+             for lab, v in s["labels"].items()}
+    click.echo(json.dumps({"out": s["out"], "feature_dim": s["feature_dim"], "scenes_train": s["scenes_train"],
+                           "scenes_test": s["scenes_test"], "labels": short}, indent=2))

@@ -395,6 +395,7 @@ def score_probe_set(directory: Path, predictions: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{directory}: not a probing set ({type(exc).__name__})") from None
     preds: dict[str, str] = {}
+    errs: dict[str, str] = {}  # items whose request failed (``bomb-data probe ask``): miss with that reason
     try:
         lines = Path(predictions).read_text(encoding="utf-8").splitlines()
     except OSError as exc:
@@ -405,6 +406,10 @@ def score_probe_set(directory: Path, predictions: Path) -> dict[str, Any]:
         try:
             p = json.loads(line)
             preds[str(p["id"])] = str(p.get("answer", p.get("prediction", "")))
+            if p.get("error"):
+                errs[str(p["id"])] = str(p["error"])
+            else:
+                errs.pop(str(p["id"]), None)
         except (ValueError, KeyError, TypeError):
             raise ConfigError(f"{predictions}:{no}: expected a JSON object with 'id' and 'answer'") from None
     names = meta["region_names"]
@@ -415,6 +420,8 @@ def score_probe_set(directory: Path, predictions: Path) -> dict[str, Any]:
                "split": it["split"], "label": it["label"], "correct": False, "reason": None, "pred": None}
         if a is None:
             row["reason"] = "no_prediction"
+        elif it["id"] in errs:
+            row["reason"] = errs[it["id"]]
         elif it["type"] in ("rcm_implicit", "relation"):
             b = parse_bool(a)
             row["pred"] = b

@@ -41,6 +41,7 @@ STATIC_OBJECTS = {"target", "board", "tray"}  # plus stone<k>: standing on the b
 PHASES = ("approach", "grasp", "transport", "release")
 CONTINUOUS = ("iou_soft", "dice_soft", "wdp", "io_ratio", "inside_fraction")
 RATES = ("pg_hit", "pg_uncertain")
+GROUND_FORMAT = "bomb-data-ground"
 LIFT_M = 0.01  # the stone counts as lifted this far above where it started
 Z95 = 1.959963984540054
 
@@ -288,7 +289,8 @@ def score_maps(maps_path: Path, against: Path, *, objects: tuple[str, ...] = OBJ
         env.close()
         z.close()
     summary = summarize(rows, objects)
-    summary.update({"maps": str(maps_path), "against": str(against), "source": src.kind, "mask": mask,
+    summary.update({"format": GROUND_FORMAT, "maps": str(maps_path), "against": str(against), "source": src.kind,
+                    "mask": mask,
                     "negative": negative, "top_k": top_k, "peak_radius": peak_radius,
                     "maps_scored": len(keys)})
     out = Path(out) if out is not None else maps_path.with_name(maps_path.stem + ".ground")
@@ -297,6 +299,8 @@ def score_maps(maps_path: Path, against: Path, *, objects: tuple[str, ...] = OBJ
     _atomic(out / "summary.json", json.dumps(summary, indent=2))
     _atomic(out / "ground.html", render_html(summary))
     summary["out"] = str(out)
+    if src.kind == "eval":
+        refresh_eval_report(Path(against))
     return summary
 
 
@@ -356,3 +360,72 @@ def render_html(summary: dict[str, Any]) -> str:
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>grounding</title><style>{style}</style>"
             f"</head><body>{''.join(parts)}</body></html>\n")
+
+
+# ------------------------------------------------------------------- the section in eval's report.html
+def find_ground_summaries(eval_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """``bomb-data ground`` summaries one level below ``eval_dir`` (``<dir>/summary.json`` with a
+    ``ground.html`` beside it; e.g. ``EVAL/maps.ground/``, the default output for ``EVAL/maps.npz``).
+    Unreadable or foreign files are passed over."""
+    found = []
+    for p in sorted(Path(eval_dir).glob("*/summary.json")):
+        if not (p.parent / "ground.html").exists():
+            continue
+        try:
+            s = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        ours = s.get("format", GROUND_FORMAT) == GROUND_FORMAT if isinstance(s, dict) else False
+        if ours and isinstance(s.get("objects"), dict) and "maps" in s:
+            found.append((p.parent, s))
+    return found
+
+
+def eval_report_section(eval_dir: Path) -> str:
+    """HTML for the evaluation's ``report.html``: per ground summary in ``eval_dir``, one row per
+    object (frames, episodes, soft IoU, WDP, IOratio, PG hit, PG uncertain) and a link to its
+    ``ground.html``. Empty when there is none."""
+    found = find_ground_summaries(eval_dir)
+    if not found:
+        return ""
+    cols = ("iou_soft", "wdp", "io_ratio", "pg_hit", "pg_uncertain")
+    parts = ["<h2 id='grounding'>Grounding</h2><p>Saliency maps scored against the simulator's ground truth "
+             "by <code>bomb-data ground</code> (docs/grounding.md): means with episode-bootstrap 95% intervals, "
+             "rates with Wilson 95% intervals; WDP lower is better, IOratio capped at 100.</p>"]
+    for d, s in found:
+        rel = f"{d.name}/ground.html"
+        head = "".join(f"<th>{c}</th>" for c in ("object", "frames", "episodes", *cols))
+        body = []
+        for name, o in s["objects"].items():
+            a = o.get("all") or {}
+            try:
+                cells = "".join(f"<td>{_cell(a, m)}</td>" for m in cols)
+            except (KeyError, TypeError, IndexError):
+                continue
+            body.append(f"<tr data-ground-object='{html.escape(name)}'><td class='l'>{html.escape(name)}</td>"
+                        f"<td>{a.get('n')}</td><td>{a.get('episodes')}</td>{cells}</tr>")
+        skipped = f"; skipped (no state): {s.get('skipped', 0)}" if s.get("skipped") else ""
+        parts.append(f"<h3><a href='{html.escape(rel)}'>{html.escape(d.name)}</a></h3><p>maps "
+                     f"<code>{html.escape(Path(str(s.get('maps'))).name)}</code>, {html.escape(str(s.get('mask')))} "
+                     f"masks, {s.get('maps_scored')} maps{skipped}; per camera, phase and cell: "
+                     f"<a href='{html.escape(rel)}'>{html.escape(rel)}</a>.</p>"
+                     f"<table class='ground'><tr>{head}</tr>{''.join(body)}</table>")
+    return "".join(parts)
+
+
+def refresh_eval_report(eval_dir: Path) -> None:
+    """Rewrite ``eval_dir``'s ``report.html`` from its ``summary.json`` and results, so a grounding
+    section written into the directory appears without re-running the evaluation."""
+    from ..evaluate.runner import REPORT, RESULTS, SUMMARY
+
+    eval_dir = Path(eval_dir)
+    if not (eval_dir / SUMMARY).exists() or not (eval_dir / REPORT).exists():
+        return
+    try:
+        from ..evaluate.report import write_report
+        from ..evaluate.runner import read_results
+
+        summary = json.loads((eval_dir / SUMMARY).read_text(encoding="utf-8"))
+        write_report(eval_dir / REPORT, summary, read_results(eval_dir / RESULTS))
+    except (OSError, ValueError, KeyError, TypeError, StoreError, ConfigError) as exc:  # grounding is written anyway
+        log.warning("%s: report.html not refreshed (%s: %s)", eval_dir, type(exc).__name__, exc)
