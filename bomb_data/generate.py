@@ -30,8 +30,8 @@ import numpy as np
 
 from . import __version__
 from ._cpus import default_workers
-from .config import BombConfig
 from ._fault import fault_point
+from .config import BombConfig
 from .errors import BombDataError, ConfigError, StoreError
 from .store.format import atomic_write_text
 from .store.record import read_shard, write_shard

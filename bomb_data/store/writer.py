@@ -16,9 +16,9 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
+from .._fault import fault_point
 from ..errors import StoreError
 from ..schema import CAMERAS, SCHEMA_VERSION, STEP_FEATURES, STORE_FORMAT
-from .._fault import fault_point
 from .format import (
     ALL_CHUNKS_WRITTEN,
     CHECKSUM_KEY,
