@@ -12,7 +12,7 @@ import os
 import signal
 
 _SPEC = os.environ.get("BOMB_FAULT", "")
-_POINT, _, _COUNT = _SPEC.partition(":")
+_POINT, _, _COUNT = _SPEC.rpartition(":") if _SPEC.rpartition(":")[2].isdigit() else (_SPEC, "", "")
 _hits = 0
 
 

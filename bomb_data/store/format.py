@@ -51,9 +51,9 @@ def atomic_write_text(path: Path, text: str) -> None:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
-    fault_point(f"before-rename:{path.name}")
+    fault_point(f"before-rename-{path.name}")
     os.replace(tmp, path)
-    fault_point(f"after-rename:{path.name}")
+    fault_point(f"after-rename-{path.name}")
 
 
 def crc32c_hex(*parts: bytes) -> str:

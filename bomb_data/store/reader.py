@@ -129,13 +129,13 @@ class EpisodeStore:
             raise self._damaged(f"{type(exc).__name__}: {first}") from exc
         self._img_cache: dict[str, tuple[zarr.Array, NDArray[np.int64]]] = {}
 
-    def _damaged(self, what: str) -> StoreError:
+    def _damaged(self, what: str, way_out: str | None = None) -> StoreError:
         """The one-line error for damage found in this store (or for a store replaced while read)."""
         if self._replaced():
             return StoreError(f"{self.root} was replaced or deleted while it was being read (e.g. by `generate "
                               "--overwrite`); run this again once that is finished")
-        return StoreError(f"{self.root} is damaged: {what}; `bomb-data fsck {self.root}` checks the whole "
-                          "store and says what `--repair` would drop (or restore it from a copy)")
+        return StoreError(f"{self.root} is damaged: {what}; " + (way_out or f"`bomb-data fsck {self.root}` checks "
+                          "the whole store and says what `--repair` would drop (or restore it from a copy)"))
 
     def _replaced(self) -> bool:
         """The store's directory no longer holds the store this reader opened."""
@@ -156,16 +156,16 @@ class EpisodeStore:
             # Stores with checksums get their commit record when created; in older ones an interrupted
             # first append may leave one uncommitted episode and no record.
             if desc.get(CHECKSUMS) or stored > 1:
-                raise self._damaged(f"{COMMIT_FILE} is missing but {stored} episode(s) are stored (`bomb-data "
-                                    f"fsck --repair {root}` rebuilds it from the episodes that verify)")
+                raise self._damaged(f"{COMMIT_FILE} is missing but {stored} episode(s) are stored",
+                                    f"`bomb-data fsck --repair {root}` rebuilds it from the episodes that verify")
             commit = empty_commit(CAMERAS)
         self._commit = commit
         n, steps = int(commit["episodes"]), int(commit["steps"])
         if len(lines) < n or ee.shape[0] < n:
             raise self._damaged(f"{n} episodes committed, {len(lines)} metadata lines, {ee.shape[0]} episode ends")
         if stored > n + 1:  # an interrupted append leaves at most one episode past the commit
-            raise self._damaged(f"the commit record covers {n} episodes but {stored} are stored (`bomb-data fsck "
-                                f"--repair {root}` recommits the ones that verify)")
+            raise self._damaged(f"the commit record covers {n} episodes but {stored} are stored",
+                                f"`bomb-data fsck --repair {root}` recommits the ones that verify")
         self._ends = np.asarray(ee[:n], dtype=np.int64)
         self._meta, self._sums = [], []
         for i, x in enumerate(lines[:n]):
@@ -317,11 +317,11 @@ class EpisodeStore:
 
     def _read_jpeg(self, ep: Episode, camera: str) -> list[bytes]:
         buf, ends = self._image_arrays(camera)
-        e = ends[ep.start : ep.stop]
-        b0 = int(ends[ep.start - 1]) if ep.start > 0 else 0
         try:
+            e = ends[ep.start : ep.stop]
+            b0 = int(ends[ep.start - 1]) if ep.start > 0 else 0
             raw = buf[b0 : int(e[-1])].tobytes()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001  (a truncated chunk, or ends shorter than the commit record)
             raise self._damaged(f"episode {ep.index}: data/images/{camera}/jpeg cannot be read ({_first(exc)})") \
                 from exc
         offs = np.concatenate([[0], e - b0])
