@@ -111,6 +111,11 @@ def _worker_env(cfg: BombConfig):
     return _WORKER["env"]
 
 
+def shard_name(k: int, attempt: int) -> str:
+    """File name of the shard of episode k's attempt (under STORE/shards/)."""
+    return f"ep{k:07d}-a{attempt:02d}.npz"
+
+
 def run_episode(k: int, cfg: BombConfig, grid: Any, shard_dir: str, root_seed: int,
                 in_memory: bool = False) -> dict[str, Any]:
     """Worker task: attempts of episode k until success; writes kept attempts as shards.
@@ -128,7 +133,7 @@ def run_episode(k: int, cfg: BombConfig, grid: Any, shard_dir: str, root_seed: i
                            "reasons": [], "pid": os.getpid()}
     env = None
     for attempt in range(gen.max_attempts):
-        shard = Path(shard_dir) / f"ep{k:07d}-a{attempt:02d}.npz"
+        shard = Path(shard_dir) / shard_name(k, attempt)
         rec = None
         if shard.exists():  # left by an interrupted run: reuse it if it is whole
             try:
@@ -379,7 +384,9 @@ def _run(cfg: BombConfig, grid: Any, writer: StoreWriter, workers: int, schedule
                     writer.append(rec)
                     committed.add(key)
             fault_point("committed")  # before the shards are removed
-            for name in rr["shards"]:
+            # (the in-process path may have reused shards a killed run with worker processes left)
+            reused = {shard_name(r.meta["episode_index"], r.meta["attempt"]) for r in rr["records"]}
+            for name in {*rr["shards"], *reused}:
                 (shard_dir / name).unlink(missing_ok=True)
             if rr["success"]:
                 successes += 1
