@@ -330,6 +330,7 @@ def _run(cfg: BombConfig, grid: Any, writer: StoreWriter, workers: int, schedule
     if needed <= 0:
         log.info("store %s already holds %d successful episodes", root, len(done))
         return _summary(writer, 0, 0, 0, t0)
+    _check_room(writer, needed)
     shard_dir = writer.shard_dir
     shard_dir.mkdir(exist_ok=True)
     for stale in shard_dir.glob(".*.tmp-*"):  # partial shard writes of a killed run
@@ -422,6 +423,29 @@ def _run(cfg: BombConfig, grid: Any, writer: StoreWriter, workers: int, schedule
     out["workers_used"] = len(peak_rss)
     out["peak_rss_bytes_per_worker"] = max(peak_rss.values()) if peak_rss else 0
     return out
+
+
+def _check_room(writer: StoreWriter, needed: int) -> None:
+    """Refuse a run that cannot fit on the store's disk, judged by the episodes already stored (a new
+    store has none to judge by: it runs until the disk is full, committed episodes kept)."""
+    import shutil
+
+    eps = len(writer.episodes)
+    if not eps:
+        return
+    per_episode = sum(p.stat().st_size for p in (writer.root / "data").rglob("*") if p.is_file()) / eps
+    need, free = needed * per_episode, shutil.disk_usage(writer.root).free
+    if need > free:
+        raise StoreError(f"{needed} more episodes need about {_gb(need)} at {_gb(per_episode)} each (the size of "
+                         f"those stored), but only {_gb(free)} are free on the disk of {writer.root}; "
+                         "ask for fewer with --n or make room")
+
+
+def _gb(n: float) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"
 
 
 def _summary(writer: StoreWriter, attempts: int, successes: int, steps: int, t0: float) -> dict[str, Any]:

@@ -244,3 +244,10 @@ def test_memory_stays_flat_for_a_huge_n(tmp_path: Path) -> None:  # D15
         p.kill()
         p.wait()
     assert t_end is not None and peak < 600 * 2**20, peak
+
+
+def test_n_beyond_what_the_disk_holds_is_refused(store: Path) -> None:  # D15
+    before = snapshot(store)
+    p = cli("generate", "--n", str(10**12), "--image-size", "32", "--workers", "1", "-q", "--out", str(store))
+    assert p.returncode == 2 and "more episodes need about" in one_line(p) and "are free on the disk" in p.stderr
+    assert snapshot(store) == before
