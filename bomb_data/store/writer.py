@@ -191,8 +191,7 @@ class StoreWriter:
             if len(s):
                 s.verify_episode(len(s) - 1)
         except StoreError as exc:
-            raise StoreError(f"{exc}; generate does not resume a damaged store (`bomb-data fsck {root}` "
-                             "tells what --repair would drop)") from None
+            raise StoreError(str(exc).replace(" is damaged: ", " is damaged, so it is not resumed: ", 1)) from None
 
     @staticmethod
     def _create(root: Path, description: dict[str, Any]) -> zarr.Group:
