@@ -220,6 +220,10 @@ def test_store_replaced_while_read_is_named(store: Path) -> None:  # generate --
              store, workers=1, mode="overwrite")
     with pytest.raises(StoreError, match=r"was replaced or deleted while it was being read .*generate --overwrite"):
         s[N - 1].jpeg("wrist")
+    # an exporter's worker process opening the path anew gets the new store: its handle refuses it
+    with pytest.raises(StoreError, match=r"was replaced while it was being read"):
+        EpisodeStore.reopen(s.handle)
+    assert len(EpisodeStore.reopen(EpisodeStore(store).handle)) == 1
 
 
 def test_memory_stays_flat_for_a_huge_n(tmp_path: Path) -> None:  # D15

@@ -117,8 +117,8 @@ class EpisodeStore:
         self.description: dict[str, Any] = desc
         self.verify = verify
         if (self.root / CREATING_FILE).exists():
-            raise StoreError(f"{self.root} is being created, or its creation was interrupted; rerun the "
-                             "generate command to finish it")
+            raise StoreError(f"{self.root} is being created or replaced (or that was interrupted): nothing in it "
+                             "is committed yet; rerun the generate command to finish it")
         try:
             self._load()
         except StoreError:
@@ -212,6 +212,27 @@ class EpisodeStore:
                 key = "/".join(map(str, idx))
                 if key not in present:
                     raise self._damaged(f"chunk {path}/c/{key} is missing (its rows would read as zeros)")
+
+    # -- the same store in another process -----------------------------------------------------
+    @property
+    def handle(self) -> str:
+        """A string that opens this very store in another process (:meth:`reopen`): exporters pass it
+        to their workers, so that a worker never reads another store that has replaced this one."""
+        return json.dumps([str(self.root), self.description.get("store_id"), self.description.get("created")])
+
+    @classmethod
+    def reopen(cls, handle: str) -> EpisodeStore:
+        """Open the store a :attr:`handle` names; StoreError if it was replaced or deleted since."""
+        root, store_id, created = json.loads(handle)
+        try:
+            s = cls(root)
+        except StoreError as exc:
+            raise StoreError(f"{root} was replaced or deleted while it was being read (e.g. by `generate "
+                             f"--overwrite`), or is damaged: {exc}") from None
+        if (s.description.get("store_id"), s.description.get("created")) != (store_id, created):
+            raise StoreError(f"{root} was replaced while it was being read (e.g. by `generate --overwrite`); "
+                             "run this again once that is finished")
+        return s
 
     # -- description ---------------------------------------------------------------------------
     @property
