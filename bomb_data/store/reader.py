@@ -10,6 +10,7 @@ import itertools
 import json
 import math
 import os
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from .format import (
     COMMIT_FILE,
     CREATING_FILE,
     EPISODES_FILE,
+    LOCK_FILE,
     array_checksum,
     empty_commit,
     frames_checksum,
@@ -119,14 +121,21 @@ class EpisodeStore:
         if (self.root / CREATING_FILE).exists():
             raise StoreError(f"{self.root} is being created or replaced (or that was interrupted): nothing in it "
                              "is committed yet; rerun the generate command to finish it")
-        try:
-            self._load()
-        except StoreError:
-            raise
-        except (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
-            # a missing, truncated or garbled file of the store (the commit, the episode list, an array)
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            raise self._damaged(f"{type(exc).__name__}: {first}") from exc
+        for tries in itertools.count(1):
+            try:
+                self._load()
+                break
+            except (StoreError, OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
+                # A writer appending meanwhile can make the files read one after the other disagree for
+                # a moment: judged again before calling it damage.
+                if tries < 10 and (self.root / LOCK_FILE).exists():
+                    time.sleep(0.1)
+                    continue
+                if isinstance(exc, StoreError):
+                    raise
+                # a missing, truncated or garbled file of the store (the commit, the episode list, an array)
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                raise self._damaged(f"{type(exc).__name__}: {first}") from exc
         self._img_cache: dict[str, tuple[zarr.Array, NDArray[np.int64]]] = {}
 
     def _damaged(self, what: str, way_out: str | None = None) -> StoreError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -132,7 +133,7 @@ class StoreWriter:
         root.mkdir(parents=True, exist_ok=True)
         lock = root / LOCK_FILE
         host, me = socket.gethostname(), os.getpid()
-        for stale in root.glob(f"{LOCK_FILE}.tmp-*"):  # of killed writers
+        for stale in root.glob(f"{LOCK_FILE}.*-*"):  # .lock.tmp-PID, .lock.stale-PID of killed writers
             pid = stale.name.rsplit("-", 1)[-1]
             if pid.isdigit() and int(pid) != me and not pid_alive(int(pid)):
                 stale.unlink(missing_ok=True)
@@ -157,6 +158,10 @@ class StoreWriter:
                 else:
                     fault_point("lock-taken")
                     return
+                try:
+                    seen = lock.read_bytes()
+                except FileNotFoundError:
+                    continue
                 owner = read_lock(lock)
                 if owner is None:  # empty or garbled: a writer of an older bomb-data killed while taking it
                     try:
@@ -167,11 +172,11 @@ class StoreWriter:
                         time.sleep(0.1)
                         continue
                     log.warning("removing the unreadable lock %s (no process can be holding it)", lock)
-                    lock.unlink(missing_ok=True)
+                    _break_stale_lock(lock, seen)
                     continue
                 o_host, pid = owner
                 if o_host == host and (pid == me or not pid_alive(pid)):
-                    lock.unlink(missing_ok=True)  # stale lock of a killed writer on this host
+                    _break_stale_lock(lock, seen)  # stale lock of a killed writer on this host
                     continue
                 raise StoreError(f"{root} is being written by process {pid} on {o_host}; wait for it, or delete "
                                  f"{lock} if that process is gone")
@@ -204,7 +209,7 @@ class StoreWriter:
         marker = root / CREATING_FILE
         atomic_write_text(marker, f"{socket.gethostname()} {os.getpid()}")
         for p in sorted(root.iterdir()):
-            if p.name in (LOCK_FILE, CREATING_FILE) or p.name.startswith(f"{LOCK_FILE}.tmp-"):
+            if p.name in (LOCK_FILE, CREATING_FILE) or p.name.startswith(f"{LOCK_FILE}."):
                 continue
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p)
@@ -324,7 +329,7 @@ class StoreWriter:
         and the shard's removal)."""
         for d in (self.root, self.root / "meta", self.shard_dir):
             for p in d.glob(".*.tmp-*"):
-                if not p.name.startswith(f"{LOCK_FILE}.tmp-"):
+                if not p.name.startswith(f"{LOCK_FILE}."):
                     p.unlink(missing_ok=True)
         done = {e["episode_index"] for e in self._episodes if e["success"]}
         committed = self.committed_keys
@@ -427,6 +432,22 @@ def _write_rows(arr: zarr.Array, start: int, rows: np.ndarray) -> None:
         arr[start:n] = rows
 
 
+def _break_stale_lock(lock: Path, seen: bytes) -> None:
+    """Remove the stale lock whose content was ``seen``, unless another writer broke it and took the
+    lock meanwhile: moved aside first, it is put back if it is no longer the stale one."""
+    aside = lock.with_name(f"{LOCK_FILE}.stale-{os.getpid()}")
+    try:
+        os.rename(lock, aside)
+    except FileNotFoundError:
+        return
+    try:
+        if aside.read_bytes() != seen:  # a live writer's lock: give it back
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, lock)
+    finally:
+        aside.unlink(missing_ok=True)
+
+
 def _release_lock(root: Path) -> None:
     """Remove ``root/.lock`` if this process holds it."""
     lock = root / LOCK_FILE
@@ -444,7 +465,7 @@ def _dir_state(root: Path) -> str:
     names = {p.name for p in root.iterdir()}
     if CREATING_FILE in names:
         return "empty"
-    names = {n for n in names if n != LOCK_FILE and not n.startswith(f"{LOCK_FILE}.tmp-")}
+    names = {n for n in names if n != LOCK_FILE and not n.startswith(f"{LOCK_FILE}.")}
     if not names:
         return "empty"
     try:
