@@ -188,13 +188,14 @@ def test_leftovers_of_a_killed_commit_are_removed(store: Path, ref: Path) -> Non
     write_shard(rec, store / "shards" / f"ep{e.meta['episode_index']:07d}-a{e.meta['attempt']:02d}.npz")
     write_shard(rec, store / "shards" / "ep0000009-a00.npz")  # not committed: kept for a later run
     for p in (store / "meta/.commit.json.tmp-4242", store / "meta/.episodes.jsonl.tmp-4242",
-              store / "shards/.ep0000005-a00.npz.tmp-4242"):
+              store / "shards/.ep0000005-a00.npz.tmp-4242", store / "data/action/c/0/0.0a1b2c.partial"):
         p.write_text("partial")
     with StoreWriter.open(store, s.description, mode="resume"):
         pass
     assert sorted(p.name for p in (store / "shards").iterdir()) == ["ep0000009-a00.npz"]
     meta_files = sorted(p.name for p in (store / "meta").iterdir() if p.is_file())
     assert meta_files == ["commit.json", "episodes.jsonl", "zarr.json"]
+    assert not list(store.rglob("*.partial"))
     assert lines(store) == lines(ref)
 
 

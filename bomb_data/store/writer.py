@@ -325,12 +325,17 @@ class StoreWriter:
 
     def _remove_leftovers(self) -> None:
         """Remove what killed writers leave (we hold the lock, so nobody else is writing): temporary
-        files of atomic writes, and shards of episodes already committed (a kill between the commit
-        and the shard's removal)."""
+        files of atomic writes (ours, and zarr's ``*.partial`` chunk files), and shards of episodes
+        already committed (a kill between the commit and the shard's removal)."""
         for d in (self.root, self.root / "meta", self.shard_dir):
             for p in d.glob(".*.tmp-*"):
                 if not p.name.startswith(f"{LOCK_FILE}."):
                     p.unlink(missing_ok=True)
+        for top in (self.root / "data", self.root / "meta"):
+            for d, _, files in os.walk(top):
+                for f in files:
+                    if f.endswith(".partial"):
+                        os.unlink(os.path.join(d, f))
         done = {e["episode_index"] for e in self._episodes if e["success"]}
         committed = self.committed_keys
         for p in self.shard_dir.glob("ep*-a*.npz") if self.shard_dir.is_dir() else ():
