@@ -399,7 +399,8 @@ class StoreWriter:
             sums[cam] = frames_checksum(lengths, raw)
         _write_rows(self._group["meta"]["episode_ends"], c["episodes"], np.array([n0 + T], dtype=np.int64))
         fault_point("append-images")
-        sums["meta"] = meta_checksum(record.meta)
+        # of the metadata as a reader will parse it (JSON turns tuples into lists, int keys into strings)
+        sums["meta"] = meta_checksum(json.loads(json.dumps(record.meta)))
         with open(self.root / EPISODES_FILE, "a", encoding="utf-8") as f:
             f.write(json.dumps({**record.meta, CHECKSUM_KEY: sums}, sort_keys=True) + "\n")
             f.flush()
