@@ -215,6 +215,15 @@ def test_two_generate_runs_on_a_new_store_one_proceeds(tmp_path: Path, ref: Path
         shutil.rmtree(out)
 
 
+def test_a_store_with_a_garbled_description_is_refused_then_overwritten(store: Path) -> None:
+    (store / "zarr.json").write_text("{garbled")
+    p = cli(*("generate", "--n", "1", "--image-size", "32", "--workers", "1", "-q", "--out", str(store)))
+    assert p.returncode == 2 and "is not a bomb-data store" in one_line(p)
+    assert (store / "meta/episodes.jsonl").is_file()
+    generate(cfg(1), store, workers=1, mode="overwrite")  # explicitly replaced
+    assert len(EpisodeStore(store)) == 1
+
+
 def test_store_replaced_while_read_is_named(store: Path) -> None:  # generate --overwrite during an export
     s = EpisodeStore(store)
     generate(load_config(overrides={"generate": {"n": 1, "seed": 7}, "sim": {"image_height": 32, "image_width": 32}}),

@@ -491,5 +491,8 @@ def _check_is_store_or_empty(root: Path) -> None:
             attrs = {}
         if attrs.get("bomb_data", {}).get("format") == STORE_FORMAT:
             return
+        # a store whose description is damaged: its own files are all there (--overwrite replaces it)
+        if all((root / p).exists() for p in (EPISODES_FILE, "meta/episode_ends/zarr.json", "data/action")):
+            return
     raise StoreError(f"refusing to overwrite {root}: it is not a bomb-data store; remove it yourself "
                      "or choose another --out")
