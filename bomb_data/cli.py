@@ -231,6 +231,8 @@ def info(store: Path, as_json: bool, thumbnails: Path | None) -> None:
     from .store import EpisodeStore
 
     s = EpisodeStore(store)
+    for i in sorted({0, len(s) - 1}) if len(s) else ():  # the ends a killed writer or a truncation hit
+        s.verify_episode(i)
     eps = s.episodes
     cells: dict[str, int] = {}
     for m in eps:
@@ -267,6 +269,34 @@ def info(store: Path, as_json: bool, thumbnails: Path | None) -> None:
         return
     for k, v in summary.items():
         click.echo(f"{k:>12}: {v}")
+
+
+# ------------------------------------------------------------------------------------------ fsck
+@main.command()
+@click.argument("store", type=click.Path(path_type=Path), default=DEFAULT_STORE)
+@click.option("--repair", is_flag=True,
+              help="Make the episodes that verify the committed part, dropping what follows (said first).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def fsck(store: Path, repair: bool, quiet: bool) -> None:
+    """Check every byte of a store against its checksums; exit 2 if damaged (unless repaired)."""
+    from .store.fsck import check_store, repair_store
+
+    lines = (store / "meta" / "episodes.jsonl") if store.is_dir() else None
+    total = sum(1 for _ in lines.open("rb")) if lines is not None and lines.is_file() else 0
+    with _progress_bar(total, "fsck", "ep", quiet) as bar:
+        report = check_store(store, progress=bar.update)
+    out = {k: v for k, v in report.items() if not k.startswith("_")}
+    if report["damage"] and repair:
+        click.echo(f"repair: keeping episodes 0..{report['verified'] - 1} ({report['verified']}), dropping "
+                   + ("; ".join(report["drop"]) or "nothing (the commit record is rebuilt)"), err=True)
+        out["repaired"] = repair_store(store, report)
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(json.dumps(out, indent=2))
+    if report["damage"]:
+        what = "; ".join(report["damage"][:3]) + ("; ..." if len(report["damage"]) > 3 else "")
+        drop = "; ".join(report["drop"]) or "nothing (it rebuilds the commit record)"
+        raise BombDataError(f"{store} is damaged: {what}. `bomb-data fsck --repair {store}` would drop {drop}")
 
 
 # ---------------------------------------------------------------------------------------- replay

@@ -18,7 +18,7 @@ import platform
 import signal
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +30,7 @@ import numpy as np
 
 from . import __version__
 from ._cpus import default_workers
+from ._fault import fault_point
 from .config import BombConfig
 from .errors import BombDataError, ConfigError, StoreError
 from .store.format import atomic_write_text
@@ -110,6 +111,11 @@ def _worker_env(cfg: BombConfig):
     return _WORKER["env"]
 
 
+def shard_name(k: int, attempt: int) -> str:
+    """File name of the shard of episode k's attempt (under STORE/shards/)."""
+    return f"ep{k:07d}-a{attempt:02d}.npz"
+
+
 def run_episode(k: int, cfg: BombConfig, grid: Any, shard_dir: str, root_seed: int,
                 in_memory: bool = False) -> dict[str, Any]:
     """Worker task: attempts of episode k until success; writes kept attempts as shards.
@@ -127,7 +133,7 @@ def run_episode(k: int, cfg: BombConfig, grid: Any, shard_dir: str, root_seed: i
                            "reasons": [], "pid": os.getpid()}
     env = None
     for attempt in range(gen.max_attempts):
-        shard = Path(shard_dir) / f"ep{k:07d}-a{attempt:02d}.npz"
+        shard = Path(shard_dir) / shard_name(k, attempt)
         rec = None
         if shard.exists():  # left by an interrupted run: reuse it if it is whole
             try:
@@ -325,13 +331,7 @@ def _run(cfg: BombConfig, grid: Any, writer: StoreWriter, workers: int, schedule
     if needed <= 0:
         log.info("store %s already holds %d successful episodes", root, len(done))
         return _summary(writer, 0, 0, 0, t0)
-    pending: list[int] = []
-    k = 0
-    while len(pending) < needed:
-        if k not in done and k not in exhausted:
-            pending.append(k)
-        k += 1
-    next_new = k
+    _check_room(writer, needed)
     shard_dir = writer.shard_dir
     shard_dir.mkdir(exist_ok=True)
     for stale in shard_dir.glob(".*.tmp-*"):  # partial shard writes of a killed run
@@ -340,18 +340,33 @@ def _run(cfg: BombConfig, grid: Any, writer: StoreWriter, workers: int, schedule
     failed_reasons: Counter[str] = Counter()  # of the episodes that exhausted their attempts in this run
     peak_rss: dict[int, int] = {}
     results: dict[int, dict[str, Any]] = {}
-    ptr = 0
+    # Episodes are issued lazily in increasing k (skipping committed and exhausted ones), at most
+    # ``window`` at a time, and committed in the order issued: memory does not grow with --n.
+    # ``to_issue`` counts the episodes still to start: each one that exhausts its attempts adds one.
+    order: deque[int] = deque()  # issued, not yet committed, in issue order
+    to_issue = needed
+    next_k = 0
 
-    def handle(r: dict[str, Any], submit: Callable[[int], None]) -> None:
-        nonlocal attempts, successes, steps, successful_attempts, ptr, next_new
+    def issue() -> int:
+        nonlocal to_issue, next_k
+        while next_k in done or next_k in exhausted:
+            next_k += 1
+        k = next_k
+        next_k += 1
+        to_issue -= 1
+        order.append(k)
+        return k
+
+    def handle(r: dict[str, Any]) -> None:
+        nonlocal attempts, successes, steps, successful_attempts, to_issue
         attempts += r["attempts"]
         successful_attempts += bool(r["success"])
         steps += r["steps"]
         peak_rss[r["pid"]] = max(peak_rss.get(r["pid"], 0), r["peak_rss_bytes"])
         results[r["k"]] = r
         if not r["success"]:
-            log.warning("episode %d: no success in %d attempts (%s); replacing it with episode %d",
-                        r["k"], r["attempts"], ", ".join(map(str, r["reasons"])), next_new)
+            log.warning("episode %d: no success in %d attempts (%s); replacing it with another episode",
+                        r["k"], r["attempts"], ", ".join(map(str, r["reasons"])))
             exhausted.add(r["k"])
             atomic_write_text(ex_path, json.dumps(sorted(exhausted)))
             failed_reasons.update(map(str, r["reasons"]))
@@ -361,49 +376,77 @@ def _run(cfg: BombConfig, grid: Any, writer: StoreWriter, workers: int, schedule
                 raise ConfigError(f"no episode succeeded in {attempts} attempts ({top}): this configuration "
                                   "cannot make demonstrations (e.g. sim.max_steps too small); episodes already "
                                   "stored are kept")
-            pending.append(next_new)
-            submit(next_new)
-            next_new += 1
-        # Commit every finished episode that is next in index order.
-        while ptr < len(pending) and pending[ptr] in results:
-            rr = results.pop(pending[ptr])
+            to_issue += 1
+        # Commit every finished episode that is next in issue order.
+        while order and order[0] in results:
+            rr = results.pop(order.popleft())
             for rec in [*rr["records"], *(read_shard(shard_dir / name) for name in rr["shards"])]:
                 key = (rec.meta["episode_index"], rec.meta["attempt"])
                 if key not in committed:
                     writer.append(rec)
                     committed.add(key)
-            for name in rr["shards"]:
+            fault_point("committed")  # before the shards are removed
+            # (the in-process path may have reused shards a killed run with worker processes left)
+            reused = {shard_name(r.meta["episode_index"], r.meta["attempt"]) for r in rr["records"]}
+            for name in {*rr["shards"], *reused}:
                 (shard_dir / name).unlink(missing_ok=True)
             if rr["success"]:
                 successes += 1
-            ptr += 1
         if progress is not None:
             progress(Progress(needed=needed, attempts=attempts, successes=successes, steps=steps,
                               successful_attempts=successful_attempts))
 
     if workers == 1 and scheduler is None:
         # One worker: run in this process (no cluster start-up); same task function, same commits.
-        queue = list(pending)
-        while queue:
-            handle(run_episode(queue.pop(0), cfg, grid, str(shard_dir), gen.seed, in_memory=True), queue.append)
+        while to_issue > 0:
+            handle(run_episode(issue(), cfg, grid, str(shard_dir), gen.seed, in_memory=True))
     else:
         with dask_client(workers, scheduler) as client:
             cfg_f = client.scatter(cfg, broadcast=True)
             grid_f = client.scatter(grid, broadcast=True)
+            # two episodes in flight per worker thread keep every worker busy; more only costs memory
+            threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
+            window = 2 * max(threads, workers if scheduler is None else 1, 1)
 
-            def submit(kk: int):
+            def submit() -> Any:
+                kk = issue()
                 return client.submit(run_episode, kk, cfg_f, grid_f, str(shard_dir), gen.seed,
                                      key=f"episode-{kk}", pure=False)
 
-            ac = as_completed([submit(kk) for kk in pending])
+            ac = as_completed([submit() for _ in range(min(window, to_issue))])
             for fut in ac:
-                handle(task_result(fut, "episode"), lambda kk: ac.add(submit(kk)))
+                handle(task_result(fut, "episode"))
+                while to_issue > 0 and ac.count() < window:
+                    ac.add(submit())
     if successes < needed:
         raise StoreError(f"only {successes} of {needed} episodes were committed")
     out = _summary(writer, attempts, successes, steps, t0)
     out["workers_used"] = len(peak_rss)
     out["peak_rss_bytes_per_worker"] = max(peak_rss.values()) if peak_rss else 0
     return out
+
+
+def _check_room(writer: StoreWriter, needed: int) -> None:
+    """Refuse a run that cannot fit on the store's disk, judged by the episodes already stored (a new
+    store has none to judge by: it runs until the disk is full, committed episodes kept)."""
+    import shutil
+
+    eps = len(writer.episodes)
+    if not eps:
+        return
+    per_episode = sum(p.stat().st_size for p in (writer.root / "data").rglob("*") if p.is_file()) / eps
+    need, free = needed * per_episode, shutil.disk_usage(writer.root).free
+    if need > free:
+        raise StoreError(f"{needed} more episodes need about {_gb(need)} at {_gb(per_episode)} each (the size of "
+                         f"those stored), but only {_gb(free)} are free on the disk of {writer.root}; "
+                         "ask for fewer with --n or make room")
+
+
+def _gb(n: float) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"
 
 
 def _summary(writer: StoreWriter, attempts: int, successes: int, steps: int, t0: float) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from bomb_data._fault import fault_point
 from bomb_data.errors import ExportError
 from bomb_data.store.format import pid_alive
 
@@ -143,12 +144,15 @@ def swap_into_place(tmp: Path, out: Path, recheck: Callable[[], None]) -> None:
     appeared or changed during a long export), moved aside, and deleted only once the new export is
     in place (a symlinked ``out``: the link is replaced, its target kept).
     """
+    fault_point("export-written")
     try:
         if out.exists() or out.is_symlink():
             recheck()
             old = out.with_name(f".{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             os.replace(out, old)
+            fault_point("export-moved-aside")
             os.replace(tmp, out)
+            fault_point("export-swapped")
             remove_path(old)
         else:
             os.replace(tmp, out)

@@ -170,7 +170,7 @@ def _store(path: str) -> Any:
     with _STORES_LOCK:  # jobs may run in threads (export with workers=1)
         if path not in _STORES:
             _STORES.clear()
-            _STORES[path] = EpisodeStore(path)
+            _STORES[path] = EpisodeStore.reopen(path)
         return _STORES[path]
 
 

@@ -73,7 +73,7 @@ _W: dict[str, Any] = {}  # per-process worker state: the open store and the expo
 def _init_worker(store_path: str, opts: dict[str, Any]) -> None:
     from bomb_data.store import EpisodeStore
 
-    _W["store"] = EpisodeStore(store_path)
+    _W["store"] = EpisodeStore.reopen(store_path)
     _W["opts"] = opts
 
 
@@ -235,7 +235,7 @@ def _export_robomimic(store: Any, indices: list[int], out: Path, overwrite: bool
         with h5py.File(tmp, "w") as f:
             data = f.create_group("data")
             for n, ep in enumerate(ordered_map(_robomimic_episode, indices, workers, _init_worker,
-                                               (str(store.root), opts))):
+                                               (store.handle, opts))):
                 name = f"demo_{n}"
                 g = data.create_group(name)
                 for k, v in ep["data"].items():
@@ -354,7 +354,7 @@ def _export_aloha(store: Any, indices: list[int], out: Path, overwrite: bool, wo
     total = 0
     with staged_path(out, overwrite, "an ACT (aloha) export", holds("act_task_config.json"), is_dir=True) as tmp:
         jobs = [(n, i, str(tmp), L) for n, i in enumerate(indices)]
-        for r in ordered_map(_aloha_episode, jobs, workers, _init_worker, (str(store.root), opts)):
+        for r in ordered_map(_aloha_episode, jobs, workers, _init_worker, (store.handle, opts)):
             total += r["length"]
             if progress is not None:
                 progress(r["length"])
@@ -443,7 +443,7 @@ def _export_robotwin(store: Any, indices: list[int], out: Path, overwrite: bool,
         (tmp / "data").mkdir()
         (tmp / "instructions").mkdir()
         jobs = [(n, i, str(tmp)) for n, i in enumerate(indices)]
-        for r in ordered_map(_robotwin_episode, jobs, workers, _init_worker, (str(store.root), opts)):
+        for r in ordered_map(_robotwin_episode, jobs, workers, _init_worker, (store.handle, opts)):
             total += r["length"]
             if progress is not None:
                 progress(r["length"])

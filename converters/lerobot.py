@@ -404,7 +404,7 @@ def _write(store: Any, indices: list[int], root: Path, jobs: _Jobs, *, keys: dic
     def submit(k: int) -> dict[str, Any]:
         s = indices[k]
         return {cam: jobs.submit(vid.CameraJob(
-            store=str(store.root), episode=s, camera=cam, version=version, image_size=image_size, fps=fps,
+            store=store.handle, episode=s, camera=cam, version=version, image_size=image_size, fps=fps,
             codec=codec, segment=str(seg_dir / f"{k:06d}_{cam}.mp4") if video else None, threads=threads))
             for cam in CAMERAS}
 

@@ -124,7 +124,7 @@ def _init_worker(queue: Any) -> None:
 def _store(path: str) -> EpisodeStore:
     stores = _WORKER.setdefault("stores", {})
     if path not in stores:
-        stores[path] = EpisodeStore(path)
+        stores[path] = EpisodeStore.reopen(path)
     return stores[path]
 
 
@@ -235,7 +235,7 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
         tasks = _plan_shards(store, groups, workers, image_size)
         log.info("exporting %d episodes of %s in %d shards with %d worker(s)",
                  sum(len(v) for v in groups.values()), store_path, len(tasks), workers)
-        results = _run_tasks(tasks, workers, progress, store_path=str(store_path), data_dir=str(data_dir),
+        results = _run_tasks(tasks, workers, progress, store_path=store.handle, data_dir=str(data_dir),
                              action_space=action_space, image_size=image_size, image_hw=image_hw)
         splits: dict[str, dict[str, Any]] = {}
         for name in groups:

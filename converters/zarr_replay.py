@@ -67,7 +67,7 @@ def _init_worker(store_path: str, out: str, image_size: int | None) -> None:
 
     from bomb_data.store import EpisodeStore
 
-    _W["store"] = EpisodeStore(store_path)
+    _W["store"] = EpisodeStore.reopen(store_path)
     _W["image_size"] = image_size
     _W["arrays"] = {k: zarr.open_array(Path(out) / "data" / k, mode="r+", zarr_format=2) for k in IMAGE_KEYS}
 
@@ -138,7 +138,7 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
         buf: dict[str, list[np.ndarray]] = {k: [] for k in low}
         flushed = 0
         for r in ordered_map(_episode, list(zip(starts, indices)), workers, _init_worker,
-                             (str(store.root), str(tmp), image_size)):
+                             (store.handle, str(tmp), image_size)):
             for k in low:
                 buf[k].append(r[k])
             done = r["start"] + r["length"]

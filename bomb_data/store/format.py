@@ -10,7 +10,8 @@ STORE/                       zarr v3 group; attrs["bomb_data"] = self-descriptio
   meta/episodes.jsonl        one JSON object per episode (schema.EPISODE_FIELDS)
   meta/commit.json           the commit record: what of the above is committed
   shards/                    staging: one file per finished episode, written by workers
-  .lock                      held by the one process that appends
+  .lock                      held by the one process that appends ("host pid", written atomically)
+  .creating                  present while the store is being (re)created: its content is disposable
 ```
 
 The commit record is replaced atomically (write + rename) after an episode's rows are appended,
@@ -25,10 +26,22 @@ import os
 from pathlib import Path
 from typing import Any
 
+import google_crc32c
+
+from .._fault import fault_point
+
 COMMIT_FILE = "meta/commit.json"
 EPISODES_FILE = "meta/episodes.jsonl"
 LOCK_FILE = ".lock"
 SHARDS_DIR = "shards"
+#: Present from the moment a store's directory is (re)made until its empty commit record is written:
+#: a directory holding it holds nothing committed, so the next writer may empty it and start again.
+CREATING_FILE = ".creating"
+#: Description key: the algorithm of the per-episode checksums (``crc32c``). Stores that have it were
+#: created with a commit record (0 episodes), so from then on a missing commit record is damage.
+CHECKSUMS = "checksums"
+#: Key of the checksums in an episode's line of episodes.jsonl (not part of ``Episode.meta``).
+CHECKSUM_KEY = "crc32c"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -38,15 +51,59 @@ def atomic_write_text(path: Path, text: str) -> None:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
+    fault_point(f"before-rename-{path.name}")
     os.replace(tmp, path)
+    fault_point(f"after-rename-{path.name}")
+
+
+def crc32c_hex(*parts: bytes) -> str:
+    """CRC-32C of the concatenated ``parts``, as 8 hex digits (the per-episode checksums)."""
+    c = 0
+    for p in parts:
+        c = google_crc32c.extend(c, p)
+    return f"{c:08x}"
+
+
+def array_checksum(a: Any) -> str:
+    """Checksum of an array's bytes as stored (C order, little-endian)."""
+    import numpy as np
+
+    a = np.ascontiguousarray(a)
+    return crc32c_hex(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes())
+
+
+def frames_checksum(lengths: Any, raw: bytes) -> str:
+    """Checksum of one camera's frames of an episode: the length of each JPEG file, then the bytes."""
+    import numpy as np
+
+    return crc32c_hex(np.asarray(lengths, dtype="<i8").tobytes(), raw)
+
+
+def meta_checksum(meta: dict[str, Any]) -> str:
+    """Checksum of an episode's metadata (its canonical JSON text)."""
+    return crc32c_hex(json.dumps(meta, sort_keys=True).encode())
+
+
+def empty_commit(cameras: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """The commit record of a store with no episode."""
+    return {"episodes": 0, "steps": 0, "image_bytes": {c: 0 for c in cameras}}
 
 
 def read_commit(root: Path) -> dict[str, Any] | None:
-    """The commit record of the store at ``root``, or None if nothing was ever committed."""
+    """The commit record of the store at ``root``, or None if there is none.
+
+    Raises ValueError if it is not a well-formed record (garbled JSON, missing or negative counts).
+    """
     p = root / COMMIT_FILE
     if not p.exists():
         return None
-    return json.loads(p.read_text(encoding="utf-8"))
+    c = json.loads(p.read_text(encoding="utf-8"))
+    ok = (isinstance(c, dict) and all(isinstance(c.get(k), int) and c[k] >= 0 for k in ("episodes", "steps"))
+          and isinstance(c.get("image_bytes"), dict)
+          and all(isinstance(v, int) and v >= 0 for v in c["image_bytes"].values()))
+    if not ok:
+        raise ValueError(f"{COMMIT_FILE} is not a commit record")
+    return c
 
 
 #: Description key of stores whose every chunk file is written, zeros too (StoreWriter._create):
@@ -63,3 +120,12 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def read_lock(lock: Path) -> tuple[str, int] | None:
+    """(host, pid) written in a lock file, or None if it is empty or garbled."""
+    try:
+        host, pid = lock.read_text().split()
+        return host, int(pid)
+    except (OSError, ValueError):
+        return None

@@ -10,6 +10,7 @@ import itertools
 import json
 import math
 import os
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,20 @@ from numpy.typing import NDArray
 
 from ..errors import StoreError
 from ..schema import CAMERAS, FEATURES_BY_KEY, SCHEMA_VERSION, STORE_FORMAT
-from .format import ALL_CHUNKS_WRITTEN, EPISODES_FILE, read_commit
+from .format import (
+    ALL_CHUNKS_WRITTEN,
+    CHECKSUM_KEY,
+    CHECKSUMS,
+    COMMIT_FILE,
+    CREATING_FILE,
+    EPISODES_FILE,
+    LOCK_FILE,
+    array_checksum,
+    empty_commit,
+    frames_checksum,
+    meta_checksum,
+    read_commit,
+)
 from .images import decode_jpegs
 
 
@@ -48,24 +62,20 @@ class Episode:
         return self.length
 
     def __getitem__(self, key: str) -> NDArray[Any]:
-        """A per-step array of ``schema.STEP_FEATURES`` (T, *shape)."""
+        """A per-step array of ``schema.STEP_FEATURES`` (T, *shape), checked against its checksum."""
         if key not in FEATURES_BY_KEY:
             raise KeyError(f"unknown step key {key!r}; expected one of {sorted(FEATURES_BY_KEY)}")
-        return self._store._data[key][self.start : self.stop]
+        return self._store._read_rows(self, key)
 
     @property
     def mj_state(self) -> NDArray[np.float64]:
         """(T, mj_state_size) float64 MuJoCo state before each step's action (padding removed)."""
-        return self._store._data["mj_state"][self.start : self.stop, : int(self.meta["mj_state_size"])]
+        return self._store._read_rows(self, "mj_state")[:, : int(self.meta["mj_state_size"])]
 
     def jpeg(self, camera: str) -> list[bytes]:
-        """The stored JPEG file of each frame of ``camera``, as bytes (no re-encoding)."""
-        buf, ends = self._store._image_arrays(camera)
-        e = ends[self.start : self.stop]
-        b0 = int(ends[self.start - 1]) if self.start > 0 else 0
-        raw = buf[b0 : int(e[-1])].tobytes()
-        offs = np.concatenate([[0], e - b0]).tolist()
-        return [raw[offs[i] : offs[i + 1]] for i in range(len(e))]
+        """The stored JPEG file of each frame of ``camera``, as bytes (no re-encoding), checked
+        against the episode's checksum."""
+        return self._store._read_jpeg(self, camera)
 
     def images(self, camera: str) -> NDArray[np.uint8]:
         """Decoded frames of ``camera``, (T, H, W, 3) uint8 RGB, upright."""
@@ -80,6 +90,10 @@ class Episode:
 class EpisodeStore:
     """Read-only view of the committed episodes of a store.
 
+    Opening checks that the commit record, episode list, episode ends and chunk files agree; every
+    array an episode returns is checked against the checksums recorded when it was committed
+    (``verify=False`` skips that). Damage raises StoreError with one line naming it.
+
     Example::
 
         store = EpisodeStore(path)
@@ -88,7 +102,7 @@ class EpisodeStore:
             frames = ep.images("agentview")  # (T, H, W, 3) uint8
     """
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, verify: bool = True):
         self.root = Path(root)
         if not self.root.exists():
             raise StoreError(f"no store at {self.root} (run `bomb-data generate --out {self.root}` first)")
@@ -103,28 +117,91 @@ class EpisodeStore:
             raise StoreError(f"{self.root} has store schema version {desc.get('schema_version')}; this "
                              f"bomb-data reads version {SCHEMA_VERSION}")
         self.description: dict[str, Any] = desc
-        try:
-            commit = read_commit(self.root) or {"episodes": 0, "steps": 0,
-                                                "image_bytes": {c: 0 for c in CAMERAS}}
-            self._commit = commit
-            n = int(commit["episodes"])
-            self._ends = np.asarray(self._group["meta"]["episode_ends"][:n], dtype=np.int64)
-            lines = (self.root / EPISODES_FILE).read_text(encoding="utf-8").splitlines()[:n]
-            if len(lines) != n or len(self._ends) != n:
-                raise StoreError(f"{self.root} is damaged: {n} episodes committed, {len(lines)} metadata lines, "
-                                 f"{len(self._ends)} episode ends")
-            self._meta = [json.loads(x) for x in lines]
-            self._data = self._group["data"]
-            if desc.get(ALL_CHUNKS_WRITTEN):
-                self._check_chunks()
-        except StoreError:
-            raise
-        except (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
-            # a missing, truncated or garbled file of the store (the commit, the episode list, an array)
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            raise StoreError(f"{self.root} is damaged ({type(exc).__name__}: {first}); restore it from a copy "
-                             "or generate it again") from exc
+        self.verify = verify
+        if (self.root / CREATING_FILE).exists():
+            raise StoreError(f"{self.root} is being created or replaced (or that was interrupted): nothing in it "
+                             "is committed yet; rerun the generate command to finish it")
+        for tries in itertools.count(1):
+            try:
+                self._load()
+                break
+            except (StoreError, OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
+                # A writer appending meanwhile can make the files read one after the other disagree for
+                # a moment: judged again before calling it damage.
+                if tries < 10 and (self.root / LOCK_FILE).exists():
+                    time.sleep(0.1)
+                    continue
+                if isinstance(exc, StoreError):
+                    raise
+                # a missing, truncated or garbled file of the store (the commit, the episode list, an array)
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                raise self._damaged(f"{type(exc).__name__}: {first}") from exc
         self._img_cache: dict[str, tuple[zarr.Array, NDArray[np.int64]]] = {}
+
+    def _damaged(self, what: str, way_out: str | None = None) -> StoreError:
+        """The one-line error for damage found in this store (or for a store replaced while read)."""
+        if self._replaced():
+            return StoreError(f"{self.root} was replaced or deleted while it was being read (e.g. by `generate "
+                              "--overwrite`); run this again once that is finished")
+        return StoreError(f"{self.root} is damaged: {what}; " + (way_out or f"`bomb-data fsck {self.root}` checks "
+                          "the whole store and says what `--repair` would drop (or restore it from a copy)"))
+
+    def _replaced(self) -> bool:
+        """The store's directory no longer holds the store this reader opened."""
+        try:
+            desc = json.loads((self.root / "zarr.json").read_text())["attributes"]["bomb_data"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return True
+        return any(desc.get(k) != self.description.get(k) for k in ("store_id", "created"))
+
+    def _load(self) -> None:
+        """Read the commit record, the episode list and episode ends, and check that they agree."""
+        desc, root = self.description, self.root
+        commit = read_commit(root)
+        lines = (root / EPISODES_FILE).read_text(encoding="utf-8").splitlines()
+        ee = self._group["meta"]["episode_ends"]
+        stored = max(len(lines), ee.shape[0])
+        if commit is None:
+            # Stores with checksums get their commit record when created; in older ones an interrupted
+            # first append may leave one uncommitted episode and no record.
+            if desc.get(CHECKSUMS) or stored > 1:
+                raise self._damaged(f"{COMMIT_FILE} is missing but {stored} episode(s) are stored",
+                                    f"`bomb-data fsck --repair {root}` rebuilds it from the episodes that verify")
+            commit = empty_commit(CAMERAS)
+        self._commit = commit
+        n, steps = int(commit["episodes"]), int(commit["steps"])
+        if len(lines) < n or ee.shape[0] < n:
+            raise self._damaged(f"{n} episodes committed, {len(lines)} metadata lines, {ee.shape[0]} episode ends")
+        if stored > n + 1:  # an interrupted append leaves at most one episode past the commit
+            raise self._damaged(f"the commit record covers {n} episodes but {stored} are stored",
+                                f"`bomb-data fsck --repair {root}` recommits the ones that verify")
+        self._ends = np.asarray(ee[:n], dtype=np.int64)
+        self._meta, self._sums = [], []
+        for i, x in enumerate(lines[:n]):
+            m = json.loads(x)
+            sums = m.pop(CHECKSUM_KEY, None)
+            if sums is not None and sums.get("meta") != meta_checksum(m):
+                raise self._damaged(f"episode {i}: its line in {EPISODES_FILE} does not match its checksum")
+            self._meta.append(m)
+            self._sums.append(sums)
+        lengths = np.diff(self._ends, prepend=0)
+        bad = [i for i, m in enumerate(self._meta) if "length" in m and m["length"] != lengths[i]]
+        if (lengths <= 0).any() or bad or (self._ends[-1] if n else 0) != steps:
+            raise self._damaged(f"meta/episode_ends disagrees with the commit record ({steps} steps) or with the "
+                                f"episode lengths (first at episode {bad[0] if bad else int(np.argmin(lengths))})")
+        self._data = self._group["data"]
+        short = [f"data/{k}" for k in [*FEATURES_BY_KEY, "mj_state"] if self._data[k].shape[0] < steps]
+        for cam in CAMERAS:
+            g = self._data["images"][cam]
+            nb = int(commit["image_bytes"].get(cam, -1))
+            if g["jpeg"].shape[0] < nb or g["ends"].shape[0] < steps or nb < 0:
+                short.append(f"data/images/{cam}")
+            elif steps and int(g["ends"][steps - 1]) != nb:
+                raise self._damaged(f"data/images/{cam}/ends disagrees with the commit record ({nb} bytes)")
+        if short:
+            raise self._damaged(f"{', '.join(short)} hold fewer rows than the commit record")
+        if desc.get(ALL_CHUNKS_WRITTEN):
+            self._check_chunks()
 
     def _check_chunks(self) -> None:
         """Every chunk file under the committed rows exists (zarr would read a missing one as zeros)."""
@@ -143,8 +220,28 @@ class EpisodeStore:
             for idx in itertools.product(*map(range, grid)):
                 key = "/".join(map(str, idx))
                 if key not in present:
-                    raise StoreError(f"{self.root} is damaged: chunk {path}/c/{key} is missing "
-                                     "(its rows would read as zeros); restore it from a copy or generate it again")
+                    raise self._damaged(f"chunk {path}/c/{key} is missing (its rows would read as zeros)")
+
+    # -- the same store in another process -----------------------------------------------------
+    @property
+    def handle(self) -> str:
+        """A string that opens this very store in another process (:meth:`reopen`): exporters pass it
+        to their workers, so that a worker never reads another store that has replaced this one."""
+        return json.dumps([str(self.root), self.description.get("store_id"), self.description.get("created")])
+
+    @classmethod
+    def reopen(cls, handle: str) -> EpisodeStore:
+        """Open the store a :attr:`handle` names; StoreError if it was replaced or deleted since."""
+        root, store_id, created = json.loads(handle)
+        try:
+            s = cls(root)
+        except StoreError as exc:
+            raise StoreError(f"{root} was replaced or deleted while it was being read (e.g. by `generate "
+                             f"--overwrite`), or is damaged: {exc}") from None
+        if (s.description.get("store_id"), s.description.get("created")) != (store_id, created):
+            raise StoreError(f"{root} was replaced while it was being read (e.g. by `generate --overwrite`); "
+                             "run this again once that is finished")
+        return s
 
     # -- description ---------------------------------------------------------------------------
     @property
@@ -227,10 +324,60 @@ class EpisodeStore:
             raise KeyError(f"unknown camera {camera!r}; expected one of {CAMERAS}")
         if camera not in self._img_cache:
             g = self._data["images"][camera]
-            ends = np.asarray(g["ends"][: self.num_steps], dtype=np.int64)
+            try:
+                ends = np.asarray(g["ends"][: self.num_steps], dtype=np.int64)
+            except Exception as exc:  # noqa: BLE001  (zarr and its codecs raise many types for bad bytes)
+                raise self._damaged(f"data/images/{camera}/ends cannot be read ({_first(exc)})") from exc
             self._img_cache[camera] = (g["jpeg"], ends)
         return self._img_cache[camera]
+
+    def _expect(self, ep: Episode, name: str) -> str | None:
+        sums = self._sums[ep.index]
+        return sums.get(name) if self.verify and sums else None
+
+    def _read_rows(self, ep: Episode, name: str) -> NDArray[Any]:
+        try:
+            rows = self._data[name][ep.start : ep.stop]
+        except Exception as exc:  # noqa: BLE001  (a truncated chunk: blosc, zstd or zarr errors)
+            raise self._damaged(f"episode {ep.index}: data/{name} cannot be read ({_first(exc)})") from exc
+        want = self._expect(ep, name)
+        if want is not None and array_checksum(rows) != want:
+            raise self._damaged(f"episode {ep.index}: data/{name} does not match its checksum")
+        return rows
+
+    def _read_jpeg(self, ep: Episode, camera: str) -> list[bytes]:
+        buf, ends = self._image_arrays(camera)
+        try:
+            e = ends[ep.start : ep.stop]
+            b0 = int(ends[ep.start - 1]) if ep.start > 0 else 0
+            raw = buf[b0 : int(e[-1])].tobytes()
+        except Exception as exc:  # noqa: BLE001  (a truncated chunk, or ends shorter than the commit record)
+            raise self._damaged(f"episode {ep.index}: data/images/{camera}/jpeg cannot be read ({_first(exc)})") \
+                from exc
+        offs = np.concatenate([[0], e - b0])
+        want = self._expect(ep, camera)
+        if want is not None and frames_checksum(np.diff(offs), raw) != want:
+            raise self._damaged(f"episode {ep.index}: the {camera} frames do not match their checksum")
+        offs = offs.tolist()
+        return [raw[offs[i] : offs[i + 1]] for i in range(len(e))]
+
+    def verify_episode(self, i: int) -> None:
+        """Read every array of episode ``i`` and check it against its checksums (StoreError if not)."""
+        ep = self.episode(i)
+        for key in [*FEATURES_BY_KEY, "mj_state"]:
+            self._read_rows(ep, key)
+        for cam in CAMERAS:
+            self._read_jpeg(ep, cam)
+
+    def has_checksums(self, i: int) -> bool:
+        """Episode ``i`` carries checksums (stores made before bomb-data 0.3 do not)."""
+        return self._sums[i] is not None
 
     def size_bytes(self) -> int:
         """Bytes on disk of the whole store directory."""
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+
+
+def _first(exc: BaseException) -> str:
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import socket
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +17,26 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
+from .._fault import fault_point
 from ..errors import StoreError
 from ..schema import CAMERAS, SCHEMA_VERSION, STEP_FEATURES, STORE_FORMAT
 from .format import (
     ALL_CHUNKS_WRITTEN,
+    CHECKSUM_KEY,
+    CHECKSUMS,
     COMMIT_FILE,
+    CREATING_FILE,
     EPISODES_FILE,
     LOCK_FILE,
     SHARDS_DIR,
+    array_checksum,
     atomic_write_text,
+    empty_commit,
+    frames_checksum,
+    meta_checksum,
     pid_alive,
     read_commit,
+    read_lock,
 )
 from .record import EpisodeRecord
 
@@ -74,7 +86,7 @@ class StoreWriter:
         self.root = root
         self._group = group
         self.description = description
-        commit = read_commit(root) or {"episodes": 0, "steps": 0, "image_bytes": {c: 0 for c in CAMERAS}}
+        commit = read_commit(root) or empty_commit(CAMERAS)
         self._commit = commit
         self._episodes = self._load_episodes(commit["episodes"])
 
@@ -84,56 +96,134 @@ class StoreWriter:
         root = Path(root)
         if mode not in ("create", "resume", "overwrite"):
             raise ValueError(f"mode must be create, resume or overwrite, got {mode!r}")
-        exists = root.exists() and any(root.iterdir())
-        if exists and mode == "create":
+        # Judged before the lock is taken, so that nothing is written into a directory that is not ours.
+        state = _dir_state(root)
+        if state == "foreign":
+            if mode == "overwrite":
+                _check_is_store_or_empty(root)  # raises: never delete a directory that is not a store
+            raise StoreError(f"{root} exists but is not a bomb-data store; choose another --out")
+        if state == "store" and mode == "create":
             raise StoreError(f"{root} already exists; use --resume to continue it or --overwrite to replace it")
-        if exists and mode == "overwrite":
-            _check_is_store_or_empty(root)
-            cls._take_lock(root)
-            shutil.rmtree(root)
-            exists = False
         description = {**description, "schema_version": SCHEMA_VERSION, "format": STORE_FORMAT}
-        if exists:
-            group = cls._open_existing(root, description)
-        else:
-            group = cls._create(root, description)
         cls._take_lock(root)
-        w = cls(root, group, dict(group.attrs["bomb_data"]))
-        w._truncate_to_commit()
+        try:
+            # judged again under the lock: another writer may have finished creating it meanwhile
+            state = _dir_state(root)
+            if state == "store" and mode != "overwrite":
+                group = cls._open_existing(root, description)
+                cls._check_committed(root)
+            else:  # empty, being created by a killed writer, or to be replaced (--overwrite)
+                group = cls._create(root, description)
+            w = cls(root, group, dict(group.attrs["bomb_data"]))
+            w._truncate_to_commit()
+            w._remove_leftovers()
+        except BaseException:
+            _release_lock(root)
+            raise
         return w
 
     @staticmethod
     def _take_lock(root: Path) -> None:
+        """Take ``root/.lock`` for this process, or raise StoreError naming the live process that holds it.
+
+        The lock file appears with its content (written to a temporary file, then hard-linked into
+        place), so a kill at any moment never leaves an empty lock; a lock whose process is gone on
+        this host is stale and taken over.
+        """
         root.mkdir(parents=True, exist_ok=True)
         lock = root / LOCK_FILE
-        me = f"{socket.gethostname()} {os.getpid()}"
-        for _ in range(2):
-            try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
+        host, me = socket.gethostname(), os.getpid()
+        for stale in root.glob(f"{LOCK_FILE}.*-*"):  # .lock.tmp-PID, .lock.stale-PID of killed writers
+            pid = stale.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and int(pid) != me and not pid_alive(int(pid)):
+                stale.unlink(missing_ok=True)
+        tmp = root / f"{LOCK_FILE}.tmp-{me}"
+        tmp.write_text(f"{host} {me}")
+        fault_point("lock-written")
+        try:
+            for _ in range(50):
                 try:
-                    host, pid = lock.read_text().split()
-                except (OSError, ValueError):
-                    host, pid = "", "0"
-                if host == socket.gethostname() and (int(pid) == os.getpid() or not pid_alive(int(pid))):
-                    lock.unlink(missing_ok=True)  # stale lock of a killed writer on this host
+                    os.link(tmp, lock)
+                except FileExistsError:
+                    pass
+                except OSError:  # a file system without hard links: create exclusively, then write
+                    try:
+                        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                    except FileExistsError:
+                        pass
+                    else:
+                        with os.fdopen(fd, "w") as f:
+                            f.write(f"{host} {me}")
+                        return
+                else:
+                    fault_point("lock-taken")
+                    return
+                try:
+                    seen = lock.read_bytes()
+                except FileNotFoundError:
                     continue
-                raise StoreError(
-                    f"{root} is being written by process {pid} on {host}; wait for it, or delete "
-                    f"{lock} if that process is gone"
-                ) from None
-            with os.fdopen(fd, "w") as f:
-                f.write(me)
-            return
-        raise StoreError(f"could not take the lock {lock}")
+                owner = read_lock(lock)
+                if owner is None:  # empty or garbled: a writer of an older bomb-data killed while taking it
+                    try:
+                        age = time.time() - lock.stat().st_mtime
+                    except FileNotFoundError:
+                        continue
+                    if age < 2:  # maybe being written right now by such a writer
+                        time.sleep(0.1)
+                        continue
+                    log.warning("removing the unreadable lock %s (no process can be holding it)", lock)
+                    _break_stale_lock(lock, seen)
+                    continue
+                o_host, pid = owner
+                if o_host == host and (pid == me or not pid_alive(pid)):
+                    _break_stale_lock(lock, seen)  # stale lock of a killed writer on this host
+                    continue
+                raise StoreError(f"{root} is being written by process {pid} on {o_host}; wait for it, or delete "
+                                 f"{lock} if that process is gone")
+            raise StoreError(f"could not take the lock {lock}")
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @staticmethod
+    def _check_committed(root: Path) -> None:
+        """Refuse to resume a damaged store: the reader's checks (commit record, episode list, every
+        chunk under the committed rows, what lies past the commit) and the last committed episode's
+        checksums (its chunks are the ones the next append rewrites)."""
+        from .reader import EpisodeStore
+
+        try:
+            s = EpisodeStore(root)
+            if len(s):
+                s.verify_episode(len(s) - 1)
+        except StoreError as exc:
+            raise StoreError(str(exc).replace(" is damaged: ", " is damaged, so it is not resumed: ", 1)) from None
 
     @staticmethod
     def _create(root: Path, description: dict[str, Any]) -> zarr.Group:
-        root.mkdir(parents=True, exist_ok=True)
-        g = zarr.open_group(root, mode="w", zarr_format=3)
+        """Make an empty store in ``root`` (which holds our lock), replacing whatever else it holds.
+
+        The ``.creating`` marker is written first and removed only once the empty commit record is
+        in place: a writer killed on the way (creating, or deleting an old store for --overwrite)
+        leaves a directory the next writer recognises as disposable and makes again.
+        """
+        marker = root / CREATING_FILE
+        atomic_write_text(marker, f"{socket.gethostname()} {os.getpid()}")
+        for p in sorted(root.iterdir()):
+            if p.name in (LOCK_FILE, CREATING_FILE) or p.name.startswith(f"{LOCK_FILE}."):
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            fault_point("create-emptying")
+        g = zarr.open_group(root, mode="a", zarr_format=3)  # "w" would delete our lock and marker too
         # every chunk is written, zeros too (zarr skips all-fill chunks by default), so a chunk file
-        # that is missing is damage the reader can see instead of reading zeros
-        g.attrs["bomb_data"] = {**description, ALL_CHUNKS_WRITTEN: True}
+        # that is missing is damage the reader can see instead of reading zeros; every episode
+        # carries checksums; the commit record exists from the start (a missing one is damage); the
+        # id tells a reader that the store was replaced under it
+        g.attrs["bomb_data"] = {**description, ALL_CHUNKS_WRITTEN: True, CHECKSUMS: "crc32c",
+                                "store_id": uuid.uuid4().hex}
+        fault_point("create-described")
         data = g.require_group("data")
         for f in STEP_FEATURES:
             per_step = int(np.prod(f.shape)) if f.shape else 1
@@ -156,6 +246,9 @@ class StoreWriter:
                           compressors=_compressor(), fill_value=0)
         (root / EPISODES_FILE).touch()
         (root / SHARDS_DIR).mkdir(exist_ok=True)
+        atomic_write_text(root / COMMIT_FILE, json.dumps(empty_commit(CAMERAS)))
+        marker.unlink()
+        fault_point("create-done")
         return g
 
     @staticmethod
@@ -189,7 +282,12 @@ class StoreWriter:
         if len(lines) < n:
             raise StoreError(f"{self.root}: episodes.jsonl has {len(lines)} lines but {n} are committed; "
                              "the store is damaged")
-        return [json.loads(x) for x in lines[:n]]
+        out = []
+        for x in lines[:n]:
+            m = json.loads(x)
+            m.pop(CHECKSUM_KEY, None)
+            out.append(m)
+        return out
 
     def _truncate_to_commit(self) -> None:
         """Cut off rows appended after the last commit (a writer killed mid-append)."""
@@ -225,6 +323,30 @@ class StoreWriter:
             log.warning("store %s: discarded uncommitted rows of an interrupted write (%s)", self.root,
                         ", ".join(cut))
 
+    def _remove_leftovers(self) -> None:
+        """Remove what killed writers leave (we hold the lock, so nobody else is writing): temporary
+        files of atomic writes (ours, and zarr's ``*.partial`` chunk files), and shards of episodes
+        already committed (a kill between the commit and the shard's removal)."""
+        for d in (self.root, self.root / "meta", self.shard_dir):
+            for p in d.glob(".*.tmp-*"):
+                if not p.name.startswith(f"{LOCK_FILE}."):
+                    p.unlink(missing_ok=True)
+        for top in (self.root / "data", self.root / "meta"):
+            for d, _, files in os.walk(top):
+                for f in files:
+                    if f.endswith(".partial"):
+                        os.unlink(os.path.join(d, f))
+        done = {e["episode_index"] for e in self._episodes if e["success"]}
+        committed = self.committed_keys
+        for p in self.shard_dir.glob("ep*-a*.npz") if self.shard_dir.is_dir() else ():
+            try:
+                k, a = (int(x) for x in p.stem[2:].split("-a"))
+            except ValueError:
+                continue
+            if k in done or (k, a) in committed:
+                log.info("removing shard %s: its episode is committed", p.name)
+                p.unlink(missing_ok=True)
+
     @property
     def episodes(self) -> list[dict[str, Any]]:
         """Metadata of the committed episodes, in commit order."""
@@ -254,23 +376,36 @@ class StoreWriter:
         c = dict(self._commit)
         n0, T = c["steps"], record.length
         data = self._group["data"]
+        sums: dict[str, str] = {}
         for f in STEP_FEATURES:
-            _write_rows(data[f.key], n0, record.steps[f.key])
+            rows = np.ascontiguousarray(record.steps[f.key], dtype=f.dtype)
+            _write_rows(data[f.key], n0, rows)
+            sums[f.key] = array_checksum(rows)
         state = np.full((T, S), np.nan, dtype=np.float64)
         state[:, : record.mj_state.shape[1]] = record.mj_state
         _write_rows(data["mj_state"], n0, state)
+        sums["mj_state"] = array_checksum(state)
+        fault_point("append-rows")
         image_bytes = dict(c["image_bytes"])
         for cam in CAMERAS:
             g = data["images"][cam]
             frames = record.jpeg[cam]
-            buf = np.frombuffer(b"".join(frames), dtype=np.uint8)
+            raw = b"".join(frames)
+            lengths = np.array([len(b) for b in frames], dtype=np.int64)
             b0 = image_bytes[cam]
-            _write_rows(g["jpeg"], b0, buf)
-            _write_rows(g["ends"], n0, b0 + np.cumsum([len(b) for b in frames], dtype=np.int64))
-            image_bytes[cam] = b0 + len(buf)
+            _write_rows(g["jpeg"], b0, np.frombuffer(raw, dtype=np.uint8))
+            _write_rows(g["ends"], n0, b0 + np.cumsum(lengths))
+            image_bytes[cam] = b0 + len(raw)
+            sums[cam] = frames_checksum(lengths, raw)
         _write_rows(self._group["meta"]["episode_ends"], c["episodes"], np.array([n0 + T], dtype=np.int64))
+        fault_point("append-images")
+        # of the metadata as a reader will parse it (JSON turns tuples into lists, int keys into strings)
+        sums["meta"] = meta_checksum(json.loads(json.dumps(record.meta)))
         with open(self.root / EPISODES_FILE, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record.meta, sort_keys=True) + "\n")
+            f.write(json.dumps({**record.meta, CHECKSUM_KEY: sums}, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        fault_point("append-meta")
         new = {"episodes": c["episodes"] + 1, "steps": n0 + T, "image_bytes": image_bytes}
         atomic_write_text(self.root / COMMIT_FILE, json.dumps(new))  # the commit point
         self._commit = new
@@ -284,7 +419,7 @@ class StoreWriter:
         self.description = desc
 
     def close(self) -> None:
-        (self.root / LOCK_FILE).unlink(missing_ok=True)
+        _release_lock(self.root)
 
     def __enter__(self) -> StoreWriter:
         return self
@@ -303,6 +438,49 @@ def _write_rows(arr: zarr.Array, start: int, rows: np.ndarray) -> None:
         arr[start:n] = rows
 
 
+def _break_stale_lock(lock: Path, seen: bytes) -> None:
+    """Remove the stale lock whose content was ``seen``, unless another writer broke it and took the
+    lock meanwhile: moved aside first, it is put back if it is no longer the stale one."""
+    aside = lock.with_name(f"{LOCK_FILE}.stale-{os.getpid()}")
+    try:
+        os.rename(lock, aside)
+    except FileNotFoundError:
+        return
+    try:
+        if aside.read_bytes() != seen:  # a live writer's lock: give it back
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, lock)
+    finally:
+        aside.unlink(missing_ok=True)
+
+
+def _release_lock(root: Path) -> None:
+    """Remove ``root/.lock`` if this process holds it."""
+    lock = root / LOCK_FILE
+    if read_lock(lock) == (socket.gethostname(), os.getpid()):
+        lock.unlink(missing_ok=True)
+
+
+def _dir_state(root: Path) -> str:
+    """``empty`` (absent, empty, or holding only lock files or an interrupted creation's marker: nothing
+    committed), ``store`` (a bomb-data store, maybe damaged) or ``foreign``."""
+    if not root.exists():
+        return "empty"
+    if not root.is_dir():
+        raise StoreError(f"{root} is a file, not a store directory; choose another --out")
+    names = {p.name for p in root.iterdir()}
+    if CREATING_FILE in names:
+        return "empty"
+    names = {n for n in names if n != LOCK_FILE and not n.startswith(f"{LOCK_FILE}.")}
+    if not names:
+        return "empty"
+    try:
+        _check_is_store_or_empty(root)
+    except StoreError:
+        return "foreign"
+    return "store"
+
+
 def _check_is_store_or_empty(root: Path) -> None:
     """Refuse to delete a directory that is not a bomb-data store (protects user data on --overwrite)."""
     zj = root / "zarr.json"
@@ -312,6 +490,9 @@ def _check_is_store_or_empty(root: Path) -> None:
         except (OSError, ValueError):
             attrs = {}
         if attrs.get("bomb_data", {}).get("format") == STORE_FORMAT:
+            return
+        # a store whose description is damaged: its own files are all there (--overwrite replaces it)
+        if all((root / p).exists() for p in (EPISODES_FILE, "meta/episode_ends/zarr.json", "data/action")):
             return
     raise StoreError(f"refusing to overwrite {root}: it is not a bomb-data store; remove it yourself "
                      "or choose another --out")
