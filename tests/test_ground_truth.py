@@ -11,6 +11,7 @@ import pytest
 from bomb_data.ground.score import episode_phases
 from bomb_data.ground.truth import read_masks, store_truth
 from bomb_data.store import EpisodeStore
+from bomb_data.store.format import CHECKSUM_KEY, meta_checksum
 
 MOVING = ("active_stone", "fingers")
 
@@ -108,8 +109,10 @@ def test_masks_cli_writes_masks_and_refuses_bad_input(tiny_store, tmp_path, run_
     f = bad / "meta" / "episodes.jsonl"
     lines = f.read_text().splitlines()
     m = json.loads(lines[0])
+    sums = m.pop(CHECKSUM_KEY)
     m["seed"] += 1
-    lines[0] = json.dumps(m)
+    # a consistent edit (checksum recomputed), so the store opens and only the replay can notice it
+    lines[0] = json.dumps({**m, CHECKSUM_KEY: {**sums, "meta": meta_checksum(m)}})
     f.write_text("\n".join(lines) + "\n")
     p = run_cli("masks", str(bad), "--out", str(out), "--episodes", "0")
     _errors_in_one_line(p)
