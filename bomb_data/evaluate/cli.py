@@ -80,6 +80,9 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
               help="Seconds to wait for a remote reply.")
 @click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
               help="Retries of a failed remote call (with exponential backoff) before the episode is marked error.")
+@click.option("--max-error-rate", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Exit with status 3 (after writing the results) when more than this fraction of the episodes, "
+                   "or all of them, ended in a policy error, naming the first [default: 0.5].")
 @click.option("--videos-per-cell", type=click.IntRange(min=0), default=1, show_default=True, help="MP4s per cell.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def _eval(policy: str, grid: str, k: int, seed: int, workers: int | None, concurrency: int, scheduler: str | None,
@@ -88,7 +91,7 @@ def _eval(policy: str, grid: str, k: int, seed: int, workers: int | None, concur
           image_keys: str | None, state_key: str | None, state_layout: str | None, prompt_key: str | None,
           prompt_template: str | None, gripper: str | None, binarize_gripper: bool | None, replan_steps: int | None,
           settle_steps: int | None, send_privileged: bool | None, unnorm_key: str | None, timeout_s: float,
-          retries: int, videos_per_cell: int, quiet: bool) -> None:
+          retries: int, max_error_rate: float | None, videos_per_cell: int, quiet: bool) -> None:
     """Evaluate a policy in closed loop across a perturbation grid (success with 95% intervals, report, videos)."""
     from tqdm import tqdm
 
@@ -138,6 +141,14 @@ def _eval(policy: str, grid: str, k: int, seed: int, workers: int | None, concur
     if "replay" in summary:
         brief["replay_same_outcome"] = f"{summary['replay']['same_outcome']} of {summary['replay']['episodes']}"
     click.echo(json.dumps(brief, indent=2))
+    from .gate import DEFAULT_MAX_ERROR_RATE, EXIT_TOO_MANY_ERRORS, error_rate_failure
+    from .runner import RESULTS, read_results
+
+    why = error_rate_failure(read_results(out / RESULTS),
+                             DEFAULT_MAX_ERROR_RATE if max_error_rate is None else max_error_rate)
+    if why:
+        click.echo(f"error: {why}", err=True)
+        sys.exit(EXIT_TOO_MANY_ERRORS)
 
 
 eval_cmd = click.command("eval")(_eval)

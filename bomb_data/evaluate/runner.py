@@ -36,6 +36,7 @@ from .._cpus import default_workers
 from ..config import BombConfig
 from ..errors import BombDataError, ConfigError, EpisodeError, PolicyError
 from .adapt import AdapterConfig, adapt_observation, to_action_chunk
+from .gate import FirstCallFailure, discard_run, first_call_failure
 from .metrics import aggregate
 from .policies import NOOP_ACTION, comparability, make_policy, parse_policy_spec, plan_adapter
 from .protocol import EpisodeStart, PolicyFailure, policy_seed
@@ -538,6 +539,7 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
     run_path, res_path = out / RUN_FILE, out / RESULTS
     sim_meta = {"image_size": [cfg.sim.image_height, cfg.sim.image_width], "max_steps": cfg.sim.max_steps,
                 "control_hz": cfg.sim.control_hz}
+    created = not out.exists()
     try:
         prev_rows = _prior_results(out, run_key, sim_meta, overwrite)
     except BaseException:
@@ -560,6 +562,8 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
               "err": sum(1 for r in keep if r.get("status") == "error")}
 
     def finished(row: dict[str, Any]) -> None:
+        if counts["done"] == len(keep) and (why := first_call_failure(row)):  # the first row of this run
+            raise FirstCallFailure(f"policy {policy}: {why}")
         writer.write(row)
         counts["done"] += 1
         counts["succ"] += int(bool(row.get("success")))
@@ -583,12 +587,16 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
     except KeyboardInterrupt:
         interrupted = True
         raise
+    except FirstCallFailure:
+        discard_run(out, [res_path, run_path], keep=bool(keep), created=created)  # nothing counted
+        raise
     finally:
         writer.close()
         if probe is not None:
             probe.close()
-        summary = finalize(out, complete=not interrupted and counts["done"] >= len(episodes),
-                           seconds=time.perf_counter() - t0)
+        if out.is_dir() and run_path.exists():
+            summary = finalize(out, complete=not interrupted and counts["done"] >= len(episodes),
+                               seconds=time.perf_counter() - t0)
     return summary
 
 
