@@ -38,7 +38,7 @@ from ..errors import BombDataError, ConfigError, EpisodeError, PolicyError
 from .adapt import AdapterConfig, adapt_observation, to_action_chunk
 from .gate import FirstCallFailure, discard_run, first_call_failure
 from .metrics import aggregate
-from .policies import NOOP_ACTION, comparability, make_policy, parse_policy_spec, plan_adapter
+from .policies import NOOP_ACTION, comparability, make_policy, parse_policy_spec, plan_adapter, served_adapter
 from .protocol import EpisodeStart, PolicyFailure, policy_seed
 
 log = logging.getLogger(__name__)
@@ -523,6 +523,11 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
     if spec.kind != "python" or (workers or 1) == 1:
         probe = make_policy(spec, cfg, unnorm_key=unnorm_key, timeout_s=timeout_s, retries=0, backoff_s=backoff_s)
         policy_desc = probe.describe()
+        try:  # a server that says what it expects (bomb-data serve): its keys and sizes, checked
+            acfg = served_adapter(spec, probe, acfg, adapter or {})
+        except BaseException:
+            probe.close()
+            raise
     else:
         import importlib
 

@@ -77,18 +77,21 @@ class ServedPolicy:
         self.requests = 0
         self._lock = threading.Lock()
         self._policies: OrderedDict[Any, Any] = OrderedDict()
+        self.max_policies = 64  # episodes whose policy state is kept (least recently started dropped)
 
     def _policy_for(self, obs: dict[str, Any]) -> Any:
-        key = obs.get("bomb/seed")
+        eid = obs.get("bomb/episode_id")  # opt-in, opaque: the policy seed in hex (docs/evaluation.md)
+        key = ("id", str(eid)) if eid is not None else obs.get("bomb/seed")
         p = self._policies.get(key)
         if p is None:
             p = self.factory()
             # bomb/seed (sent with the privileged state) is the episode seed; the served policy gets
             # the one-way policy seed, as in process
-            seed = policy_seed(int(key)) if key is not None else 0
-            p.reset(EpisodeStart(f"{seed:016x}", seed, str(obs.get("prompt") or obs.get("instruction") or "")))
+            seed = _seed_of(eid) if eid is not None else policy_seed(int(key)) if key is not None else 0
+            p.reset(EpisodeStart(f"{seed:016x}", seed,
+                                 str(obs.get("prompt") or obs.get("instruction") or obs.get("task") or "")))
             self._policies[key] = p
-            while len(self._policies) > 64:
+            while len(self._policies) > self.max_policies:
                 self._policies.popitem(last=False)
         return p
 
@@ -123,6 +126,16 @@ class ServedPolicy:
         elif fault == "shape":
             chunk = chunk[:, :5]
         return chunk.astype(np.float32)
+
+
+def _seed_of(episode_id: Any) -> int:
+    """The policy seed an episode id carries (16 hex digits), or a stable hash of a foreign id."""
+    try:
+        return int(str(episode_id), 16) & (2**63 - 1)
+    except ValueError:
+        import zlib
+
+        return zlib.crc32(str(episode_id).encode())
 
 
 # ---------------------------------------------------------------------------------------- openpi
