@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..rotations import state8
 from .protocol import PolicyFailure, policy_seed
 
 GripperMode = Literal["canonical", "openvla", "close01", "inverted"]
@@ -129,6 +130,8 @@ def state_vector(obs: dict[str, Any], layout: str) -> NDArray[np.float32]:
     """Proprioceptive state in ``layout``: eef pos + axis-angle + fingers (8, LIBERO/openpi), eef pos +
     quaternion w-x-y-z + fingers (9), or joint positions + fingers (9)."""
     if layout == "eef_axisangle_fingers":
+        if "eef_quat" in obs:  # from the float32 parts, as the exports derive it (bit-identical to training data)
+            return state8(obs["eef_pos"], obs["eef_quat"], obs["gripper_qpos"])
         return np.asarray(obs["state"], np.float32)
     if layout == "eef_quat_fingers":
         return np.concatenate([obs["eef_pos"], obs["eef_quat"], obs["gripper_qpos"]]).astype(np.float32)

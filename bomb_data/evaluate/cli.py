@@ -26,7 +26,8 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
 
 
 @click.option("--policy", required=True,
-              help="expert | random | noop | replay:STORE | python:module:factory | openpi://HOST:PORT | "
+              help="expert | random | noop | replay:STORE | lerobot:CHECKPOINT_DIR | python:module:factory | "
+                   "openpi://HOST:PORT | "
                    "openvla://HOST:PORT | openvla-oft://HOST:PORT")
 @click.option("--grid", default="nominal", show_default=True,
               help="Perturbation grid: name in configs/grids/ or YAML path.")
@@ -71,6 +72,9 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
 @click.option("--replan-steps", type=click.IntRange(min=1), default=None,
               help="Actions of a chunk executed before asking again [openpi 5, OFT 8, OpenVLA 1].")
 @click.option("--settle-steps", type=click.IntRange(0, 100), default=None, help="No-op steps before the policy acts.")
+@click.option("--send-episode-id", is_flag=True, default=None,
+              help="Add bomb/episode_id (opaque: the episode's policy seed in hex) so a stateful server can reset "
+                   "per episode [default: when the server's metadata asks for it, as bomb-data serve does].")
 @click.option("--send-privileged", is_flag=True, default=None,
               help="Send the simulator's privileged state, target included (to serve the scripted expert behind "
                    "a server). Refused for in-process policies that do not declare privileged; the run is "
@@ -90,7 +94,8 @@ def _eval(policy: str, grid: str, k: int, seed: int, workers: int | None, concur
           policy_image_size: int | None, resize_mode: str | None, center_crop: float | None, flip_180: bool | None,
           image_keys: str | None, state_key: str | None, state_layout: str | None, prompt_key: str | None,
           prompt_template: str | None, gripper: str | None, binarize_gripper: bool | None, replan_steps: int | None,
-          settle_steps: int | None, send_privileged: bool | None, unnorm_key: str | None, timeout_s: float,
+          settle_steps: int | None, send_episode_id: bool | None, send_privileged: bool | None,
+          unnorm_key: str | None, timeout_s: float,
           retries: int, max_error_rate: float | None, videos_per_cell: int, quiet: bool) -> None:
     """Evaluate a policy in closed loop across a perturbation grid (success with 95% intervals, report, videos)."""
     from tqdm import tqdm
@@ -111,7 +116,7 @@ def _eval(policy: str, grid: str, k: int, seed: int, workers: int | None, concur
         image_keys=_image_keys(image_keys), state_key=state_key, state_layout=state_layout,
         instruction_key=prompt_key, prompt_template=prompt_template, gripper=gripper,
         binarize_gripper=binarize_gripper, replan_steps=replan_steps, settle_steps=settle_steps,
-        send_privileged=send_privileged)
+        send_episode_id=send_episode_id, send_privileged=send_privileged)
     if state_key == "":
         adapter["state_key"], adapter["state_layout"] = None, "none"
     adapter = {k_: v for k_, v in adapter.items() if v is not None or k_ == "state_key" and state_key == ""}

@@ -47,8 +47,8 @@ class CheckpointInfo:
 
     path: Path
     type: str
-    images: dict[str, tuple[int, int, int]]  # input key -> (C, H, W)
-    state: dict[str, tuple[int, ...]]  # input key -> shape
+    images: dict[str, tuple[int, int, int]]  # observation key (the dataset's, before a rename) -> (C, H, W)
+    state: dict[str, tuple[int, ...]]  # observation key -> shape
     action_dim: int
     config: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -90,9 +90,12 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
     if not (d / "policy_preprocessor.json").is_file():
         raise PolicyError(f"{where}: no policy_preprocessor.json: a checkpoint of lerobot < 0.4 (normalisation "
                           "inside the model); convert it with lerobot 0.4's migrate_policy_normalization script")
+    # a checkpoint trained with --rename_map renames the dataset's keys in its preprocessor: send those
+    renamed = {dst: src for src, dst in _rename_map(d / "policy_preprocessor.json").items()}
     images: dict[str, tuple[int, int, int]] = {}
     state: dict[str, tuple[int, ...]] = {}
-    for key, ft in cfg["input_features"].items():
+    for name, ft in cfg["input_features"].items():
+        key = renamed.get(name, name)
         kind, shape = (ft or {}).get("type"), tuple(int(x) for x in (ft or {}).get("shape") or ())
         if kind == "VISUAL":
             if len(shape) != 3 or shape[0] != 3:
@@ -109,6 +112,19 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
         raise PolicyError(f"{where}: the checkpoint's action has {adim} dimensions; bomb-data executes the 7-D "
                           "canonical action of its exports")
     return CheckpointInfo(d, cfg["type"], images, state, adim, cfg)
+
+
+def _rename_map(path: Path) -> dict[str, str]:
+    """The ``rename_map`` of the preprocessor's ``rename_observations_processor`` step ({} if none)."""
+    try:
+        steps = json.loads(path.read_text(encoding="utf-8")).get("steps") or []
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        return {}
+    for st in steps:
+        if isinstance(st, dict) and st.get("registry_name") == "rename_observations_processor":
+            m = (st.get("config") or {}).get("rename_map") or {}
+            return {str(k): str(v) for k, v in m.items()} if isinstance(m, dict) else {}
+    return {}
 
 
 def camera_of(key: str) -> str | None:
@@ -142,9 +158,10 @@ def adapter_preset(info: CheckpointInfo) -> dict[str, Any]:
     return preset
 
 
-def check_adapter(info: CheckpointInfo, acfg: Any, where: str) -> None:
+def check_adapter(info: CheckpointInfo, acfg: Any, where: str, render_size: int | None = None) -> None:
     """Refuse (one line, before any episode) an adapter that would not send what the checkpoint was
-    trained on: a missing image key, another image size, a missing or other-sized state.
+    trained on: a missing image key, another image size, images upsampled from smaller renders
+    (``render_size``), a missing or other-sized state.
 
     Raises:
         ConfigError: the first mismatch.
@@ -158,6 +175,10 @@ def check_adapter(info: CheckpointInfo, acfg: Any, where: str) -> None:
             raise ConfigError(f"{where}: the checkpoint was trained on {h}x{w} images ({key}), the evaluation would "
                               f"send {size}: drop --policy-image-size (the checkpoint's size is the default) or "
                               "evaluate a checkpoint trained at that size")
+        if render_size is not None and render_size < h:
+            raise ConfigError(f"{where}: the checkpoint was trained on {h}x{w} images ({key}), the environment "
+                              f"renders {render_size}x{render_size}, which would be upsampled: render at least "
+                              f"that size (--image-size {h}; ideally the size of the store it was trained on)")
     if len(info.state) > 1:
         raise ConfigError(f"{where}: the checkpoint has {len(info.state)} state inputs; bomb-data sends one")
     for key, shape in info.state.items():

@@ -385,7 +385,7 @@ def make_policy(spec: PolicySpec, cfg: Any = None, *, unnorm_key: str | None = N
     raise PolicyError(f"unknown policy kind {spec.kind!r}")
 
 
-def default_adapter(spec: PolicySpec, **overrides: Any) -> AdapterConfig:
+def default_adapter(spec: PolicySpec, render_size: int | None = None, **overrides: Any) -> AdapterConfig:
     """The adapter preset of the spec's protocol with user overrides; the expert gets privileged state."""
     from .adapt import adapter_for
 
@@ -398,7 +398,7 @@ def default_adapter(spec: PolicySpec, **overrides: Any) -> AdapterConfig:
         info = read_checkpoint(spec.target)
         acfg = AdapterConfig(**{**adapter_preset_or(info, overrides, adapter_preset),
                                 **{k: v for k, v in overrides.items() if v is not None}})
-        check_adapter(info, acfg, f"policy {spec.text}")
+        check_adapter(info, acfg, f"policy {spec.text}", render_size)
         return acfg
     if spec.preset not in PRESETS:
         raise PolicyError(f"no adapter preset for {spec.kind}")
@@ -417,7 +417,8 @@ def adapter_preset_or(info: Any, overrides: dict[str, Any], preset: Any) -> dict
     return preset(info)
 
 
-def served_adapter(spec: PolicySpec, probe: Any, acfg: AdapterConfig, overrides: dict[str, Any]) -> AdapterConfig:
+def served_adapter(spec: PolicySpec, probe: Any, acfg: AdapterConfig, overrides: dict[str, Any],
+                   render_size: int | None = None) -> AdapterConfig:
     """For an ``openpi://`` server that says in its metadata what it expects (``bomb-data serve``):
     its adapter preset with the user's overrides, checked against its inputs; else ``acfg``.
 
@@ -446,7 +447,7 @@ def served_adapter(spec: PolicySpec, probe: Any, acfg: AdapterConfig, overrides:
             images={k: tuple(v["shape"]) for k, v in feats.items() if v.get("type") == "VISUAL"},
             state={k: tuple(v["shape"]) for k, v in feats.items() if v.get("type") == "STATE"},
             action_dim=int(served.get("action_dim", 7)))
-        check_adapter(info, out, f"policy {spec.text} (served {served.get('policy', 'checkpoint')})")
+        check_adapter(info, out, f"policy {spec.text} (served {served.get('policy', 'checkpoint')})", render_size)
     return out
 
 
@@ -470,7 +471,8 @@ def declares_privileged(spec: PolicySpec) -> bool | None:
     return False
 
 
-def plan_adapter(spec: PolicySpec, **overrides: Any) -> tuple[AdapterConfig, dict[str, Any]]:
+def plan_adapter(spec: PolicySpec, render_size: int | None = None, **overrides: Any
+                 ) -> tuple[AdapterConfig, dict[str, Any]]:
     """The adapter for ``spec`` with the rule for privileged state applied.
 
     The rule: privileged state (``bomb/privileged`` with the target, ``bomb/seed``, ``bomb/step``)
@@ -489,7 +491,7 @@ def plan_adapter(spec: PolicySpec, **overrides: Any) -> tuple[AdapterConfig, dic
     declared = declares_privileged(spec)
     if declared:
         overrides.setdefault("send_privileged", True)
-    acfg = default_adapter(spec, **overrides)
+    acfg = default_adapter(spec, render_size, **overrides)
     if acfg.send_privileged and declared is False:
         raise ConfigError(f"--send-privileged: policy {spec.text} does not declare that it reads privileged state "
                           "(which holds the target); only the expert, python: factories with privileged = True "

@@ -483,7 +483,8 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
     t0 = time.perf_counter()
     spec = parse_policy_spec(policy)
     try:
-        acfg, privileged = plan_adapter(spec, **(adapter or {}))  # refuses privileged state for undeclared policies
+        # refuses privileged state for undeclared policies, and what a checkpoint was not trained on
+        acfg, privileged = plan_adapter(spec, cfg.sim.image_height, **(adapter or {}))
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, "adapter")) from None
     if spec.kind == "replay":
@@ -524,7 +525,7 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
         probe = make_policy(spec, cfg, unnorm_key=unnorm_key, timeout_s=timeout_s, retries=0, backoff_s=backoff_s)
         policy_desc = probe.describe()
         try:  # a server that says what it expects (bomb-data serve): its keys and sizes, checked
-            acfg = served_adapter(spec, probe, acfg, adapter or {})
+            acfg = served_adapter(spec, probe, acfg, adapter or {}, cfg.sim.image_height)
         except BaseException:
             probe.close()
             raise

@@ -45,9 +45,17 @@ def serve_metadata(spec: Any, policy: Any, privileged: bool) -> dict[str, Any]:
     served: dict[str, Any] = {"policy": spec.text, "type": desc.get("type", spec.kind), "action_dim": 7,
                               "episode_id_key": "bomb/episode_id", "privileged": bool(privileged)}
     if spec.kind == "lerobot":
+        from ..errors import PolicyError
         from .lerobot_policy import adapter_preset
 
-        served["adapter"] = {**adapter_preset(policy.info), "send_episode_id": True}
+        try:
+            served["adapter"] = {**adapter_preset(policy.info), "send_episode_id": True}
+        except PolicyError:  # cameras it cannot name: clients map them (--image-keys), checked on connecting
+            import dataclasses
+
+            sizes = [v[1] for v in policy.info.images.values()]
+            served["adapter"] = {**adapter_preset(dataclasses.replace(policy.info, images={})), "image_keys": {},
+                                 "image_size": sizes[0] if sizes else None, "send_episode_id": True}
         served["input_features"] = desc["input_features"]
         served.update({k: desc[k] for k in ("chunk_size", "n_action_steps", "n_obs_steps") if k in desc})
     else:
