@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -266,13 +267,24 @@ class LeRobotPolicy:
         return b
 
     def act(self, observation: dict[str, Any]) -> np.ndarray:
+        t0 = time.perf_counter()
         b = self.batch(observation)
         try:
             with self._torch.inference_mode():
-                action = self.post(self.model.select_action(self.pre(b)))
+                t1 = time.perf_counter()
+                x = self.pre(b)
+                t2 = time.perf_counter()
+                y = self.model.select_action(x)
+                t3 = time.perf_counter()
+                action = self.post(y)
         except Exception as exc:  # the model's own code
             raise PolicyFailure("policy_exception", f"{type(exc).__name__}: {exc}") from None
-        return np.asarray(action.detach().cpu().numpy(), np.float32).reshape(-1, self.info.action_dim)[0]
+        out = np.asarray(action.detach().cpu().numpy(), np.float32).reshape(-1, self.info.action_dim)[0]
+        t4 = time.perf_counter()
+        # where the time of the last call went (benchmarks/bench_eval.py; bomb-data serve replies with it)
+        self.last_timing = {"batch_ms": (t1 - t0) * 1e3, "preprocess_ms": (t2 - t1) * 1e3,
+                            "select_action_ms": (t3 - t2) * 1e3, "postprocess_ms": (t4 - t3) * 1e3}
+        return out
 
     def close(self) -> None:
         pass

@@ -78,6 +78,7 @@ class ServedPolicy:
         self._lock = threading.Lock()
         self._policies: OrderedDict[Any, Any] = OrderedDict()
         self.max_policies = 64  # episodes whose policy state is kept (least recently started dropped)
+        self.last_timing: dict[str, float] | None = None
 
     def _policy_for(self, obs: dict[str, Any]) -> Any:
         eid = obs.get("bomb/episode_id")  # opt-in, opaque: the policy seed in hex (docs/evaluation.md)
@@ -116,6 +117,7 @@ class ServedPolicy:
         with self._lock:
             p = self._policy_for(obs)
             out = np.asarray(p.act(obs), np.float64)
+            self.last_timing = getattr(p, "last_timing", None)  # a policy's own breakdown (lerobot:)
         chunk = out[None] if out.ndim == 1 else out
         if chunk.shape[0] < self.horizon:  # repeat the last action: a closed-loop policy has no future
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.horizon - chunk.shape[0], 0)])
@@ -174,7 +176,8 @@ class OpenPIServer:
             try:
                 t0 = time.monotonic()
                 actions = self.served.infer(unpackb(msg), fault)
-                ws.send(packb({"actions": actions, "server_timing": {"infer_ms": (time.monotonic() - t0) * 1000}}))
+                timing = {"infer_ms": (time.monotonic() - t0) * 1000, **(self.served.last_timing or {})}
+                ws.send(packb({"actions": actions, "server_timing": timing}))
             except ConnectionClosed:
                 return
             except Exception:  # protocol: traceback as a text frame, then close
