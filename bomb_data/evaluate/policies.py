@@ -99,8 +99,8 @@ def parse_policy_spec(text: str) -> PolicySpec:
         if not 0 < port < 65536:
             raise PolicyError(f"policy {t!r}: port must be 1..65535")
         return PolicySpec(m.group(1), t, m.group(2), port)
-    raise PolicyError(f"unknown policy {text!r}: expected expert, random, noop, replay:STORE, "
-                      f"lerobot:CHECKPOINT_DIR, python:module:factory, openpi://HOST:PORT, openvla://HOST:PORT or openvla-oft://HOST:PORT")
+    raise PolicyError(f"unknown policy {text!r}: expected expert, random, noop, replay:STORE, lerobot:CHECKPOINT_DIR, "
+                      "python:module:factory, openpi://HOST:PORT, openvla://HOST:PORT or openvla-oft://HOST:PORT")
 
 
 # ------------------------------------------------------------------------------------- built-ins
@@ -439,7 +439,8 @@ def served_adapter(spec: PolicySpec, probe: Any, acfg: AdapterConfig, overrides:
         raise ConfigError(f"policy {spec.text}: the server's adapter preset is not valid here "
                           f"({str(exc).splitlines()[0][:120]})") from None
     feats = served.get("input_features")
-    if isinstance(feats, dict) and feats:
+    if isinstance(feats, dict) and feats and all(isinstance(v, dict) and isinstance(v.get("shape"), list)
+                                                 for v in feats.values()):
         from .lerobot_policy import CheckpointInfo, check_adapter
 
         info = CheckpointInfo(
