@@ -106,3 +106,14 @@ def test_serve_cli_noop_then_eval_with_no_flags(tmp_path: Path, run_cli):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_serving_imports_no_simulator():
+    """bomb-data serve runs in a model's own environment: no mujoco, dask or torch for a non-torch policy."""
+    code = ("import sys\n"
+            "from bomb_data.evaluate.serve import make_server\n"
+            "srv = make_server('noop', port=0).start()\n"
+            "srv.stop()\n"
+            "print(','.join(m for m in ('mujoco', 'dask', 'distributed', 'torch') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=str(REPO), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "", (out.stdout, out.stderr[-2000:])
