@@ -180,7 +180,7 @@ def test_first_observation_equals_training_frame(trained, tmp_path: Path):
         assert st["raw_max_abs"] == 0.0 and st["preprocessed_max_abs"] == 0.0, (k, st)
     for k, im in r["images"].items():
         assert im["shape_eval"] == im["shape_dataset"] == [3, SIZE, SIZE]
-        assert im["psnr_db"] > 30, (k, im)  # within the video codec's error (AV1 at CRF 30 on 32x32 frames)
+        assert im["psnr_db"] > 28, (k, im)  # within the video codec's error (AV1 on 32x32 frames; ~33 dB at 64x64)
         # the check can see orientation and channel order: both are far worse than the real frame
         assert im["psnr_db"] > im["psnr_db_flipped"] + 6 and im["psnr_db"] > im["psnr_db_bgr"] + 6, (k, im)
     acts = np.asarray(r["actions"])
