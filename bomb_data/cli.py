@@ -340,10 +340,12 @@ def replay(export: Path, demo: str | None) -> None:
 
 def _add_subcommands() -> None:
     from .evaluate.cli import eval_cmd
+    from .evaluate.serve import serve_cmd
     from .perturb.cli import grid
 
     main.add_command(grid)
     main.add_command(eval_cmd)
+    main.add_command(serve_cmd)
 
 
 _add_subcommands()

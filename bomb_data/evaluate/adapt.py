@@ -28,7 +28,8 @@ from numpy.typing import NDArray
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from .protocol import PolicyFailure
+from ..rotations import state8
+from .protocol import PolicyFailure, policy_seed
 
 GripperMode = Literal["canonical", "openvla", "close01", "inverted"]
 StateLayout = Literal["eef_axisangle_fingers", "eef_quat_fingers", "joints_fingers", "none"]
@@ -52,6 +53,8 @@ class AdapterConfig(BaseModel):
     prompt_template: str = Field("{instruction}", description="text sent = template with {instruction}")
     lowercase: bool = False
     extra: dict[str, Any] = Field(default_factory=dict, description="constant keys added to every observation")
+    send_episode_id: bool = Field(False, description="add bomb/episode_id: the episode's policy seed in hex, opaque "
+                                  "(stateful servers reset when it changes)")
     send_privileged: bool = Field(False,
                                   description="add bomb/privileged, bomb/seed, bomb/step (expert behind a server)")
     gripper: GripperMode = "canonical"
@@ -69,6 +72,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "openpi": dict(image_keys={"agentview": "observation/image", "wrist": "observation/wrist_image"},
                    image_size=224, resize_mode="pad", state_key="observation/state", instruction_key="prompt",
                    gripper="canonical", replan_steps=5),
+    # LeRobot v3.0 export keys (lerobot: checkpoints refine it from their config.json: keys, size)
+    "lerobot": dict(image_keys={"agentview": "observation.images.agentview", "wrist": "observation.images.wrist"},
+                    resize_mode="stretch", state_key="observation.state", instruction_key="task",
+                    gripper="canonical", replan_steps=None),
     # OpenVLA deploy.py: one image, instruction, unnorm_key; gripper [0,1] 1 = open, binarised
     "openvla": dict(image_keys={"agentview": "image"}, image_size=224, resize_mode="stretch", state_key=None,
                     instruction_key="instruction", gripper="openvla", binarize_gripper=True, replan_steps=1),
@@ -123,6 +130,8 @@ def state_vector(obs: dict[str, Any], layout: str) -> NDArray[np.float32]:
     """Proprioceptive state in ``layout``: eef pos + axis-angle + fingers (8, LIBERO/openpi), eef pos +
     quaternion w-x-y-z + fingers (9), or joint positions + fingers (9)."""
     if layout == "eef_axisangle_fingers":
+        if "eef_quat" in obs:  # from the float32 parts, as the exports derive it (bit-identical to training data)
+            return state8(obs["eef_pos"], obs["eef_quat"], obs["gripper_qpos"])
         return np.asarray(obs["state"], np.float32)
     if layout == "eef_quat_fingers":
         return np.concatenate([obs["eef_pos"], obs["eef_quat"], obs["gripper_qpos"]]).astype(np.float32)
@@ -142,6 +151,8 @@ def adapt_observation(obs: dict[str, Any], cfg: AdapterConfig, *, privileged: di
     text = cfg.prompt_template.format(instruction=obs["instruction"])
     out[cfg.instruction_key] = text.lower() if cfg.lowercase else text
     out.update(cfg.extra)
+    if cfg.send_episode_id and seed is not None:
+        out["bomb/episode_id"] = f"{policy_seed(seed):016x}"  # opaque: the one-way policy seed, never the episode's
     if cfg.send_privileged:
         out["bomb/privileged"] = privileged
         out["bomb/seed"] = int(seed or 0)

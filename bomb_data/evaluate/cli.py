@@ -26,7 +26,8 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
 
 
 @click.option("--policy", required=True,
-              help="expert | random | noop | replay:STORE | python:module:factory | openpi://HOST:PORT | "
+              help="expert | random | noop | replay:STORE | lerobot:CHECKPOINT_DIR | python:module:factory | "
+                   "openpi://HOST:PORT | "
                    "openvla://HOST:PORT | openvla-oft://HOST:PORT")
 @click.option("--grid", default="nominal", show_default=True,
               help="Perturbation grid: name in configs/grids/ or YAML path.")
@@ -71,6 +72,9 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
 @click.option("--replan-steps", type=click.IntRange(min=1), default=None,
               help="Actions of a chunk executed before asking again [openpi 5, OFT 8, OpenVLA 1].")
 @click.option("--settle-steps", type=click.IntRange(0, 100), default=None, help="No-op steps before the policy acts.")
+@click.option("--send-episode-id", is_flag=True, default=None,
+              help="Add bomb/episode_id (opaque: the episode's policy seed in hex) so a stateful server can reset "
+                   "per episode [default: when the server's metadata asks for it, as bomb-data serve does].")
 @click.option("--send-privileged", is_flag=True, default=None,
               help="Send the simulator's privileged state, target included (to serve the scripted expert behind "
                    "a server). Refused for in-process policies that do not declare privileged; the run is "
@@ -80,6 +84,9 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
               help="Seconds to wait for a remote reply.")
 @click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
               help="Retries of a failed remote call (with exponential backoff) before the episode is marked error.")
+@click.option("--max-error-rate", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Exit with status 3 (after writing the results) when more than this fraction of the episodes, "
+                   "or all of them, ended in a policy error, naming the first [default: 0.5].")
 @click.option("--videos-per-cell", type=click.IntRange(min=0), default=1, show_default=True, help="MP4s per cell.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def _eval(policy: str, grid: str, k: int, seed: int, workers: int | None, concurrency: int, scheduler: str | None,
@@ -87,8 +94,9 @@ def _eval(policy: str, grid: str, k: int, seed: int, workers: int | None, concur
           policy_image_size: int | None, resize_mode: str | None, center_crop: float | None, flip_180: bool | None,
           image_keys: str | None, state_key: str | None, state_layout: str | None, prompt_key: str | None,
           prompt_template: str | None, gripper: str | None, binarize_gripper: bool | None, replan_steps: int | None,
-          settle_steps: int | None, send_privileged: bool | None, unnorm_key: str | None, timeout_s: float,
-          retries: int, videos_per_cell: int, quiet: bool) -> None:
+          settle_steps: int | None, send_episode_id: bool | None, send_privileged: bool | None,
+          unnorm_key: str | None, timeout_s: float,
+          retries: int, max_error_rate: float | None, videos_per_cell: int, quiet: bool) -> None:
     """Evaluate a policy in closed loop across a perturbation grid (success with 95% intervals, report, videos)."""
     from tqdm import tqdm
 
@@ -108,7 +116,7 @@ def _eval(policy: str, grid: str, k: int, seed: int, workers: int | None, concur
         image_keys=_image_keys(image_keys), state_key=state_key, state_layout=state_layout,
         instruction_key=prompt_key, prompt_template=prompt_template, gripper=gripper,
         binarize_gripper=binarize_gripper, replan_steps=replan_steps, settle_steps=settle_steps,
-        send_privileged=send_privileged)
+        send_episode_id=send_episode_id, send_privileged=send_privileged)
     if state_key == "":
         adapter["state_key"], adapter["state_layout"] = None, "none"
     adapter = {k_: v for k_, v in adapter.items() if v is not None or k_ == "state_key" and state_key == ""}
@@ -138,6 +146,14 @@ def _eval(policy: str, grid: str, k: int, seed: int, workers: int | None, concur
     if "replay" in summary:
         brief["replay_same_outcome"] = f"{summary['replay']['same_outcome']} of {summary['replay']['episodes']}"
     click.echo(json.dumps(brief, indent=2))
+    from .gate import DEFAULT_MAX_ERROR_RATE, EXIT_TOO_MANY_ERRORS, error_rate_failure
+    from .runner import RESULTS, read_results
+
+    why = error_rate_failure(read_results(out / RESULTS),
+                             DEFAULT_MAX_ERROR_RATE if max_error_rate is None else max_error_rate)
+    if why:
+        click.echo(f"error: {why}", err=True)
+        sys.exit(EXIT_TOO_MANY_ERRORS)
 
 
 eval_cmd = click.command("eval")(_eval)

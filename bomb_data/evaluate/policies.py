@@ -6,6 +6,9 @@ Specs:
 - ``noop``: hold still with the gripper open.
 - ``replay:STORE``: replays each stored episode's recorded actions in the same episode (checks
   that the environment is deterministic); episodes come from the store instead of a grid.
+- ``lerobot:CHECKPOINT_DIR``: a LeRobot 0.4 policy checkpoint with its own pre/post-processors
+  (``bomb_data.evaluate.lerobot_policy``); needs lerobot and torch here, else serve it from an
+  environment that has them (``bomb-data serve``) and evaluate ``openpi://``.
 - ``python:module:factory``: ``factory()`` returns a callable ``obs -> action or chunk`` or an
   object with ``act(obs)`` (and optionally ``reset()``), e.g. a lerobot policy loaded by the user.
   A factory with ``privileged = True`` (a function attribute, or a class attribute of a class
@@ -42,7 +45,7 @@ _REMOTE = re.compile(r"^(openpi|openvla|openvla-oft)://([^:/\s]+):(\d{1,5})/?$")
 class PolicySpec:
     """A parsed ``--policy`` value."""
 
-    kind: str  # expert | random | noop | replay | python | openpi | openvla | openvla-oft
+    kind: str  # expert | random | noop | replay | python | lerobot | openpi | openvla | openvla-oft
     text: str
     target: str = ""  # store path, module:factory, or host
     port: int = 0
@@ -53,7 +56,7 @@ class PolicySpec:
 
     @property
     def preset(self) -> str:
-        return self.kind if self.remote else "canonical"
+        return self.kind if self.remote or self.kind == "lerobot" else "canonical"
 
     @property
     def name(self) -> str:
@@ -64,6 +67,9 @@ class PolicySpec:
             return "replay-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", self.target.rstrip("/").split("/")[-1])
         if self.kind == "python":
             return "python-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", self.target.split(":")[-1])
+        if self.kind == "lerobot":
+            parts = [x for x in re.split(r"[/\\]+", self.target) if x and x not in ("pretrained_model", ".")]
+            return "lerobot-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(parts[-3:]) or "checkpoint")
         return f"{self.kind}-{self.target}-{self.port}"
 
 
@@ -77,6 +83,11 @@ def parse_policy_spec(text: str) -> PolicySpec:
         if not path:
             raise PolicyError("policy 'replay:': expected replay:STORE (a store directory)")
         return PolicySpec("replay", t, path)
+    if t.startswith("lerobot:"):
+        path = t[len("lerobot:"):]
+        if not path:
+            raise PolicyError("policy 'lerobot:': expected lerobot:CHECKPOINT_DIR (a pretrained_model directory)")
+        return PolicySpec("lerobot", t, path)
     if t.startswith("python:"):
         rest = t[len("python:"):]
         if rest.count(":") != 1 or not all(rest.split(":")):
@@ -88,8 +99,8 @@ def parse_policy_spec(text: str) -> PolicySpec:
         if not 0 < port < 65536:
             raise PolicyError(f"policy {t!r}: port must be 1..65535")
         return PolicySpec(m.group(1), t, m.group(2), port)
-    raise PolicyError(f"unknown policy {text!r}: expected expert, random, noop, replay:STORE, "
-                      f"python:module:factory, openpi://HOST:PORT, openvla://HOST:PORT or openvla-oft://HOST:PORT")
+    raise PolicyError(f"unknown policy {text!r}: expected expert, random, noop, replay:STORE, lerobot:CHECKPOINT_DIR, "
+                      "python:module:factory, openpi://HOST:PORT, openvla://HOST:PORT or openvla-oft://HOST:PORT")
 
 
 # ------------------------------------------------------------------------------------- built-ins
@@ -362,6 +373,10 @@ def make_policy(spec: PolicySpec, cfg: Any = None, *, unnorm_key: str | None = N
         return ReplayPolicy(spec.target)
     if spec.kind == "python":
         return PythonPolicy(spec.target)
+    if spec.kind == "lerobot":
+        from .lerobot_policy import LeRobotPolicy
+
+        return LeRobotPolicy(spec.target)
     if spec.kind == "openpi":
         return OpenPIPolicy(spec.target, spec.port, timeout_s, retries, backoff_s)
     if spec.kind in ("openvla", "openvla-oft"):
@@ -370,15 +385,71 @@ def make_policy(spec: PolicySpec, cfg: Any = None, *, unnorm_key: str | None = N
     raise PolicyError(f"unknown policy kind {spec.kind!r}")
 
 
-def default_adapter(spec: PolicySpec, **overrides: Any) -> AdapterConfig:
+def default_adapter(spec: PolicySpec, render_size: int | None = None, **overrides: Any) -> AdapterConfig:
     """The adapter preset of the spec's protocol with user overrides; the expert gets privileged state."""
     from .adapt import adapter_for
 
     if spec.kind == "expert":
         overrides.setdefault("send_privileged", True)
+    if spec.kind == "lerobot":  # the checkpoint's own keys and sizes (read from its config.json, no lerobot)
+        from .adapt import AdapterConfig
+        from .lerobot_policy import adapter_preset, check_adapter, read_checkpoint
+
+        info = read_checkpoint(spec.target)
+        acfg = AdapterConfig(**{**adapter_preset_or(info, overrides, adapter_preset),
+                                **{k: v for k, v in overrides.items() if v is not None}})
+        check_adapter(info, acfg, f"policy {spec.text}", render_size)
+        return acfg
     if spec.preset not in PRESETS:
         raise PolicyError(f"no adapter preset for {spec.kind}")
     return adapter_for(spec.preset, **overrides)
+
+
+def adapter_preset_or(info: Any, overrides: dict[str, Any], preset: Any) -> dict[str, Any]:
+    """The checkpoint's preset; with ``image_keys`` given by the user, a camera mapping it cannot
+    derive from the key names is not an error."""
+    if overrides.get("image_keys"):
+        try:
+            return preset(info)
+        except PolicyError:
+            return {k: v for k, v in PRESETS["lerobot"].items() if k != "image_keys"} | {
+                "image_size": next(iter(info.images.values()))[1] if info.images else None}
+    return preset(info)
+
+
+def served_adapter(spec: PolicySpec, probe: Any, acfg: AdapterConfig, overrides: dict[str, Any],
+                   render_size: int | None = None) -> AdapterConfig:
+    """For an ``openpi://`` server that says in its metadata what it expects (``bomb-data serve``):
+    its adapter preset with the user's overrides, checked against its inputs; else ``acfg``.
+
+    Raises:
+        ConfigError: an override that would send what the served checkpoint was not trained on.
+    """
+    meta = getattr(getattr(probe, "client", None), "metadata", None)
+    served = meta.get("bomb_data") if spec.kind == "openpi" and isinstance(meta, dict) else None
+    if not isinstance(served, dict) or not isinstance(served.get("adapter"), dict):
+        return acfg
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if acfg.send_privileged:
+        given["send_privileged"] = True
+    try:
+        base = {k: v for k, v in served["adapter"].items() if k != "send_privileged"}  # only the user asks for it
+        out = AdapterConfig(**{**base, **given})
+    except ValueError as exc:
+        raise ConfigError(f"policy {spec.text}: the server's adapter preset is not valid here "
+                          f"({str(exc).splitlines()[0][:120]})") from None
+    feats = served.get("input_features")
+    if isinstance(feats, dict) and feats and all(isinstance(v, dict) and isinstance(v.get("shape"), list)
+                                                 for v in feats.values()):
+        from .lerobot_policy import CheckpointInfo, check_adapter
+
+        info = CheckpointInfo(
+            path=spec.text, type=str(served.get("type")),  # type: ignore[arg-type]
+            images={k: tuple(v["shape"]) for k, v in feats.items() if v.get("type") == "VISUAL"},
+            state={k: tuple(v["shape"]) for k, v in feats.items() if v.get("type") == "STATE"},
+            action_dim=int(served.get("action_dim", 7)))
+        check_adapter(info, out, f"policy {spec.text} (served {served.get('policy', 'checkpoint')})", render_size)
+    return out
 
 
 # ------------------------------------------------------------------------------ privileged state
@@ -401,7 +472,8 @@ def declares_privileged(spec: PolicySpec) -> bool | None:
     return False
 
 
-def plan_adapter(spec: PolicySpec, **overrides: Any) -> tuple[AdapterConfig, dict[str, Any]]:
+def plan_adapter(spec: PolicySpec, render_size: int | None = None, **overrides: Any
+                 ) -> tuple[AdapterConfig, dict[str, Any]]:
     """The adapter for ``spec`` with the rule for privileged state applied.
 
     The rule: privileged state (``bomb/privileged`` with the target, ``bomb/seed``, ``bomb/step``)
@@ -420,7 +492,7 @@ def plan_adapter(spec: PolicySpec, **overrides: Any) -> tuple[AdapterConfig, dic
     declared = declares_privileged(spec)
     if declared:
         overrides.setdefault("send_privileged", True)
-    acfg = default_adapter(spec, **overrides)
+    acfg = default_adapter(spec, render_size, **overrides)
     if acfg.send_privileged and declared is False:
         raise ConfigError(f"--send-privileged: policy {spec.text} does not declare that it reads privileged state "
                           "(which holds the target); only the expert, python: factories with privileged = True "

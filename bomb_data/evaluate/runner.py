@@ -36,8 +36,9 @@ from .._cpus import default_workers
 from ..config import BombConfig
 from ..errors import BombDataError, ConfigError, EpisodeError, PolicyError
 from .adapt import AdapterConfig, adapt_observation, to_action_chunk
+from .gate import FirstCallFailure, discard_run, first_call_failure
 from .metrics import aggregate
-from .policies import NOOP_ACTION, comparability, make_policy, parse_policy_spec, plan_adapter
+from .policies import NOOP_ACTION, comparability, make_policy, parse_policy_spec, plan_adapter, served_adapter
 from .protocol import EpisodeStart, PolicyFailure, policy_seed
 
 log = logging.getLogger(__name__)
@@ -482,7 +483,8 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
     t0 = time.perf_counter()
     spec = parse_policy_spec(policy)
     try:
-        acfg, privileged = plan_adapter(spec, **(adapter or {}))  # refuses privileged state for undeclared policies
+        # refuses privileged state for undeclared policies, and what a checkpoint was not trained on
+        acfg, privileged = plan_adapter(spec, cfg.sim.image_height, **(adapter or {}))
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, "adapter")) from None
     if spec.kind == "replay":
@@ -523,6 +525,11 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
     if spec.kind != "python" or (workers or 1) == 1:
         probe = make_policy(spec, cfg, unnorm_key=unnorm_key, timeout_s=timeout_s, retries=0, backoff_s=backoff_s)
         policy_desc = probe.describe()
+        try:  # a server that says what it expects (bomb-data serve): its keys and sizes, checked
+            acfg = served_adapter(spec, probe, acfg, adapter or {}, cfg.sim.image_height)
+        except BaseException:
+            probe.close()
+            raise
     else:
         import importlib
 
@@ -539,6 +546,7 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
     run_path, res_path = out / RUN_FILE, out / RESULTS
     sim_meta = {"image_size": [cfg.sim.image_height, cfg.sim.image_width], "max_steps": cfg.sim.max_steps,
                 "control_hz": cfg.sim.control_hz}
+    created = not out.exists()
     try:
         prev_rows = _prior_results(out, run_key, sim_meta, overwrite)
     except BaseException:
@@ -561,6 +569,8 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
               "err": sum(1 for r in keep if r.get("status") == "error")}
 
     def finished(row: dict[str, Any]) -> None:
+        if counts["done"] == len(keep) and (why := first_call_failure(row)):  # the first row of this run
+            raise FirstCallFailure(f"policy {policy}: {why}")
         writer.write(row)
         counts["done"] += 1
         counts["succ"] += int(bool(row.get("success")))
@@ -584,12 +594,16 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
     except KeyboardInterrupt:
         interrupted = True
         raise
+    except FirstCallFailure:
+        discard_run(out, [res_path, run_path], keep=bool(keep), created=created)  # nothing counted
+        raise
     finally:
         writer.close()
         if probe is not None:
             probe.close()
-        summary = finalize(out, complete=not interrupted and counts["done"] >= len(episodes),
-                           seconds=time.perf_counter() - t0)
+        if out.is_dir() and run_path.exists():
+            summary = finalize(out, complete=not interrupted and counts["done"] >= len(episodes),
+                               seconds=time.perf_counter() - t0)
     return summary
 
 

@@ -77,18 +77,22 @@ class ServedPolicy:
         self.requests = 0
         self._lock = threading.Lock()
         self._policies: OrderedDict[Any, Any] = OrderedDict()
+        self.max_policies = 64  # episodes whose policy state is kept (least recently started dropped)
+        self.last_timing: dict[str, float] | None = None
 
     def _policy_for(self, obs: dict[str, Any]) -> Any:
-        key = obs.get("bomb/seed")
+        eid = obs.get("bomb/episode_id")  # opt-in, opaque: the policy seed in hex (docs/evaluation.md)
+        key = ("id", str(eid)) if eid is not None else obs.get("bomb/seed")
         p = self._policies.get(key)
         if p is None:
             p = self.factory()
             # bomb/seed (sent with the privileged state) is the episode seed; the served policy gets
             # the one-way policy seed, as in process
-            seed = policy_seed(int(key)) if key is not None else 0
-            p.reset(EpisodeStart(f"{seed:016x}", seed, str(obs.get("prompt") or obs.get("instruction") or "")))
+            seed = _seed_of(eid) if eid is not None else policy_seed(int(key)) if key is not None else 0
+            p.reset(EpisodeStart(f"{seed:016x}", seed,
+                                 str(obs.get("prompt") or obs.get("instruction") or obs.get("task") or "")))
             self._policies[key] = p
-            while len(self._policies) > 64:
+            while len(self._policies) > self.max_policies:
                 self._policies.popitem(last=False)
         return p
 
@@ -113,6 +117,7 @@ class ServedPolicy:
         with self._lock:
             p = self._policy_for(obs)
             out = np.asarray(p.act(obs), np.float64)
+            self.last_timing = getattr(p, "last_timing", None)  # a policy's own breakdown (lerobot:)
         chunk = out[None] if out.ndim == 1 else out
         if chunk.shape[0] < self.horizon:  # repeat the last action: a closed-loop policy has no future
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.horizon - chunk.shape[0], 0)])
@@ -123,6 +128,16 @@ class ServedPolicy:
         elif fault == "shape":
             chunk = chunk[:, :5]
         return chunk.astype(np.float32)
+
+
+def _seed_of(episode_id: Any) -> int:
+    """The policy seed an episode id carries (16 hex digits), or a stable hash of a foreign id."""
+    try:
+        return int(str(episode_id), 16) & (2**63 - 1)
+    except ValueError:
+        import zlib
+
+        return zlib.crc32(str(episode_id).encode())
 
 
 # ---------------------------------------------------------------------------------------- openpi
@@ -161,7 +176,8 @@ class OpenPIServer:
             try:
                 t0 = time.monotonic()
                 actions = self.served.infer(unpackb(msg), fault)
-                ws.send(packb({"actions": actions, "server_timing": {"infer_ms": (time.monotonic() - t0) * 1000}}))
+                timing = {"infer_ms": (time.monotonic() - t0) * 1000, **(self.served.last_timing or {})}
+                ws.send(packb({"actions": actions, "server_timing": timing}))
             except ConnectionClosed:
                 return
             except Exception:  # protocol: traceback as a text frame, then close
