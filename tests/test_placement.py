@@ -8,6 +8,8 @@ the stone's pose directly, let physics run with the hand still, and read the che
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import mujoco
 import numpy as np
@@ -404,3 +406,16 @@ def test_fingertip_offset_matches_the_model(env):
     # lowest point of the (box) pads, gripper pointing down at reset
     lowest = min(d.geom_xpos[p][2] - float(np.abs(d.geom_xmat[p].reshape(3, 3)[2]) @ m.geom_size[p]) for p in pads)
     assert abs((d.site_xpos[site][2] - lowest) - FINGERTIP_BELOW_SITE_M) < 0.001
+
+
+# ----------------------------------------------------------------------------------------------- docs
+def test_docs_list_exactly_the_failure_reasons():
+    root = Path(__file__).resolve().parents[1]
+    for doc in ("README.md", "docs/evaluation.md", "docs/scene.md"):
+        text = (root / doc).read_text()
+        for r in FAILURE_REASONS:
+            assert f"`{r}`" in text, (doc, r)
+    # the decision table in docs/scene.md: rows in FAILURE_REASONS order, nothing else
+    rows = re.findall(r"^\| (\d+) \| `([a-z_]+)` \|", (root / "docs/scene.md").read_text(), re.M)
+    assert [int(n) for n, _ in rows] == list(range(1, len(FAILURE_REASONS) + 1))
+    assert tuple(r for _, r in rows) == FAILURE_REASONS
