@@ -391,7 +391,7 @@ def test_expert_episodes_end_clear_and_at_rest(env, seed, n):
     pl = env.placement
     assert info["success"] and pl.at_rest and pl.finger_distance_m >= CLEAR_M, pl
     # the episode ended during the retreat (the expert was lifting), not as the gripper opened
-    assert ex.segments[ex.i].name == "retreat" if ex.i < len(ex.segments) else True
+    assert ex.i < len(ex.segments) and ex.segments[ex.i].name == "retreat" and ex.k > 0
     assert steps < env.cfg.max_steps
     # the retreat aims the fingertips RETREAT_CLEAR_M above the stone's top
     top = BOARD_THICKNESS_M + env.scene.geom.stone_thickness
