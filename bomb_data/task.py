@@ -146,7 +146,8 @@ class SuccessChecker:
         self.lifted = False
         self.holding = False
         self.release: Release | None = None
-        self._held: Release | None = None  # the stone at the last substep it was held
+        self._held: tuple | None = None  # (time, z, xmat zz, vx, vy, vz, touching) at the last substep held
+        self._s_left, self._s_right, self._s_any = (sc.ids[k] for k in ("touch_left", "touch_right", "touch_any"))
         self.vadr = int(m.jnt_dofadr[m.body_jntadr[self.body]])  # its free joint: linear velocity first
         self._rest_since: tuple[float, NDArray] | None = None
         self._vel = np.zeros(6)
@@ -161,15 +162,22 @@ class SuccessChecker:
     def _tilt_cos(self, d: mujoco.MjData) -> float:
         return min(1.0, abs(float(d.xmat[self.body][8])))  # |z axis . world z|; upside down is flat
 
-    def _lowest_above_board(self, d: mujoco.MjData) -> float:
+    def _lowest_above(self, z: float, zz: float) -> float:
+        """Lowest point of the stone above the board top, from its centre height and the world-z
+        component of its axis (the cylinder's rim when tilted)."""
         g = self.sc.geom
-        c = self._tilt_cos(d)
-        s = math.sqrt(max(0.0, 1.0 - c * c))
-        return float(d.xpos[self.body][2]) - (g.stone_diameter / 2 * s + g.stone_thickness / 2 * c) - BOARD_THICKNESS_M
+        c = min(1.0, abs(zz))
+        rim = g.stone_diameter / 2 * math.sqrt(max(0.0, 1.0 - c * c)) + g.stone_thickness / 2 * c
+        return z - rim - BOARD_THICKNESS_M
+
+    def _lowest_above_board(self, d: mujoco.MjData) -> float:
+        return self._lowest_above(float(d.xpos[self.body][2]), float(d.xmat[self.body][8]))
 
     def _speeds(self, d: mujoco.MjData) -> tuple[float, float]:
+        """Linear speed of the centre and angular speed."""
         mujoco.mj_objectVelocity(self.sc.model, d, mujoco.mjtObj.mjOBJ_BODY, self.body, self._vel, 0)
-        return float(np.linalg.norm(self._vel[3:])), float(np.linalg.norm(self._vel[:3]))
+        w = self._vel
+        return math.sqrt(w[3] * w[3] + w[4] * w[4] + w[5] * w[5]), math.sqrt(w[0] * w[0] + w[1] * w[1] + w[2] * w[2])
 
     def _finger_distance(self, d: mujoco.MjData) -> float:
         cap = 2 * CLEAR_M
@@ -179,15 +187,21 @@ class SuccessChecker:
     # -- tracking --------------------------------------------------------------------------------
     def track(self, d: mujoco.MjData) -> None:
         """After a physics substep while ``holding``: note the held stone, or record the release
-        (the stone as it was at the last substep both fingers touched it) when the grasp ended."""
-        left, right, anything = self._touches(d)
+        (the stone as it was at the last substep both fingers touched it) when the grasp ended.
+        Runs 25 times per control step while the stone is held, so it only copies a few floats."""
+        sd, b, v = d.sensordata, self.body, self.vadr
+        left, right = sd[self._s_left], sd[self._s_right]
         if left and right:
             # contacts and xpos are of the step's start; qvel is after the step's (grasping) forces
-            self._held = Release(float(d.time), self._lowest_above_board(d),
-                                 float(np.linalg.norm(d.qvel[self.vadr:self.vadr + 3])), anything > left + right)
+            qv = d.qvel
+            self._held = (d.time, d.xpos[b, 2], d.xmat[b, 8], qv[v], qv[v + 1], qv[v + 2],
+                          sd[self._s_any] > left + right)
             return
         self.holding = False
-        self.release = self._held
+        if self._held is not None:
+            t, z, cz, vx, vy, vz, touching = self._held
+            self.release = Release(float(t), self._lowest_above(float(z), float(cz)),
+                                   math.sqrt(vx * vx + vy * vy + vz * vz), bool(touching))
 
     def check(self, d: mujoco.MjData) -> Placement:
         """The placement now (call once per control step, after the step)."""
@@ -217,8 +231,9 @@ class SuccessChecker:
         chosen, local = nearest_intersection(sc, self.p, pos)
         on_board = bool(np.all(np.abs(local) <= g.half_extent))
         touched = left + right > 0
-        err = float(np.linalg.norm(pos[:2] - self.target_world[:2]))
-        spacing_err = float(np.linalg.norm(local - g.local_xy(*chosen)))  # to the nearest intersection
+        err = math.hypot(pos[0] - self.target_world[0], pos[1] - self.target_world[1])
+        near = g.local_xy(*chosen)
+        spacing_err = math.hypot(local[0] - near[0], local[1] - near[1])  # to the nearest intersection
         others = np.array([d.xpos[b] for b in sc.stone_bodies[1:]]).reshape(-1, 3)
         disp = float(np.max(np.linalg.norm(others - self.initial, axis=1))) if len(others) else 0.0
         tol = cfg.success_tolerance_cells * g.spacing
