@@ -204,7 +204,7 @@ class GoPlaceEnv(gym.Env):
             mujoco.mj_step(m, d)
         self.target_world = intersection_world(sc, ps, tr, tc)
         initial = np.array([d.xpos[b] for b in sc.stone_bodies[1:]]).reshape(-1, 3)
-        self.checker = SuccessChecker(sc, self.cfg, ps, self.target, self.target_world, initial)
+        self.checker = SuccessChecker(sc, self.cfg, ps, self.target, self.target_world, initial, d)
         # spans: where the colour, coordinate, row, column, ... are in the text (bomb_data.explain)
         self.instruction, self.convention, self.instruction_spans = write_instruction_spans(
             tr, tc, n, ps.stone_color, p.language, rng.language)
@@ -220,16 +220,28 @@ class GoPlaceEnv(gym.Env):
         a = np.asarray(action, dtype=np.float64).reshape(-1)
         if a.shape != (7,) or not np.all(np.isfinite(a)):
             raise ValueError(f"action: expected 7 finite floats, found shape {a.shape} {a[:7]}")
-        m, d = self.model, self.data
-        self.ctrl.apply(a, lambda: mujoco.mj_step(m, d))
+        m, d, chk = self.model, self.data, self.checker
+
+        def substep() -> None:
+            mujoco.mj_step(m, d)
+            if chk.holding:  # the release is judged at the substep it happens
+                chk.track(d)
+
+        self.ctrl.apply(a, substep)
         self._steps += 1
-        pl = self.checker.check(d)
+        pl = chk.check(d)
         self._placement = pl
+        # Ends on success: placed, at rest for task.REST_HOLD_S and the fingers clear (task.CLEAR_M).
         terminated = bool(pl.success)
         truncated = bool(not terminated and self._steps >= self.cfg.max_steps)
         obs = self._observe()
         info = self._info(final=terminated or truncated)
         return obs, float(terminated), terminated, truncated, info
+
+    @property
+    def placement(self):
+        """The success check's result after the last reset or step (``bomb_data.task.Placement``)."""
+        return self._placement
 
     # ---------------------------------------------------------------------------------- observation
     def _render(self, camera: str) -> NDArray[np.uint8]:

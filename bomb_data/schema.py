@@ -87,8 +87,9 @@ EPISODE_FIELDS: dict[str, str] = {
     "target": "0-based [row, col] of the target intersection (row 0 farthest from the robot)",
     "stone_color": "black | white",
     "board_size": "N for an N x N board",
-    "success": "bool: stone released, at rest, flat, within tolerance, others undisturbed",
-    "failure_reason": "null on success, else a short reason (missed_grasp, dropped, wrong_intersection, ...)",
+    "success": "bool: placed (released at the board, slowly), flat, at rest, within tolerance, others "
+               "undisturbed, fingers clear (docs/scene.md)",
+    "failure_reason": "null on success, else one of bomb_data.task.FAILURE_REASONS (docs/scene.md, decision table)",
     "placement_error_m": "distance of the final stone centre to the target intersection, m",
     "length": "number of steps",
     "mj_state_size": "width of this episode's MuJoCo state vector",

@@ -1,8 +1,12 @@
 """The placement task: stone layouts, the target, and the success check with failure reasons.
 
-Success (all must hold): the active stone is released (no finger contact), at rest, flat on the
-board, its centre within ``success_tolerance_cells`` x grid spacing of the target intersection,
-and no other stone moved more than ``displaced_tolerance_m`` from where it started.
+Success means the stone was *placed*: grasped and lifted from the tray, released at the board
+(its lowest point at most ``RELEASE_MAX_HEIGHT_M`` above the board top, or touching the board or
+a stone) and slowly (at most ``RELEASE_MAX_SPEED_M_S``), then lying flat on the board within
+``success_tolerance_cells`` x spacing of the target, at rest for ``REST_HOLD_S``, no other stone
+moved more than ``displaced_tolerance_m``, and every finger at least ``CLEAR_M`` from it. Every
+other final state gets exactly one failure reason: the first row of the decision table
+(``FAILURE_REASONS``, in order; docs/scene.md) that holds.
 """
 
 from __future__ import annotations
@@ -18,11 +22,27 @@ from .config import SimConfig
 from .errors import ConfigError
 from .sim.scene import BOARD_THICKNESS_M, Scene, board_pose
 
-REST_LIN_M_S = 0.01
-REST_ANG_RAD_S = 0.5
+#: A release is a placement when the stone's lowest point is at most this high above the board top
+#: (or it touches the board or another stone) at the moment the grasp ends...
+RELEASE_MAX_HEIGHT_M = 0.003
+#: ...and the stone moves at most this fast then.
+RELEASE_MAX_SPEED_M_S = 0.1
+#: At rest: centre speed below REST_LIN_M_S and angular speed below REST_ANG_RAD_S (a rim speed of
+#: about 2 mm/s) at every control step for at least REST_HOLD_S, and moved at most
+#: REST_LIN_M_S x REST_HOLD_S over that time.
+REST_LIN_M_S = 0.002
+REST_ANG_RAD_S = 0.1
+REST_HOLD_S = 0.3
+#: Success needs every finger at least this far from the stone (surface to surface) at the end.
+CLEAR_M = 0.03
+#: Flat: tilted less than ``max_tilt_deg`` and its centre at most this above lying flat on the board.
+FLAT_RAISE_M = 0.002
+#: Lifted: grasped (both fingers touch it) and raised this far above where it lay in the tray.
+LIFT_M = 0.01
 
-FAILURE_REASONS = ("missed_grasp", "not_released", "dropped", "not_flat", "displaced_stones",
-                   "wrong_intersection", "not_at_rest", "timeout")
+#: Failure reasons in decision-table order: the first that holds is the reason (docs/scene.md).
+FAILURE_REASONS = ("missed_grasp", "timeout", "not_released", "dropped", "off_board", "not_at_rest", "not_flat",
+                   "displaced_stones", "wrong_intersection", "between_intersections", "not_clear")
 
 
 def sample_layout(rng: np.random.Generator, n: int, k: int, layout: str) -> list[tuple[int, int]]:
@@ -98,6 +118,20 @@ def draw_board(r_layout: np.random.Generator, r_target: np.random.Generator, n: 
 
 
 @dataclass
+class Release:
+    """The stone at the moment a grasp ended (both fingers no longer touching it)."""
+
+    time_s: float
+    height_m: float  # lowest point of the stone above the board top
+    speed_m_s: float
+    touching: bool  # touching the board or a stone (not only the fingers)
+
+    @property
+    def placed(self) -> bool:
+        return (self.height_m <= RELEASE_MAX_HEIGHT_M or self.touching) and self.speed_m_s <= RELEASE_MAX_SPEED_M_S
+
+
+@dataclass
 class Placement:
     """Result of the success check at one instant."""
 
@@ -105,11 +139,14 @@ class Placement:
     reason: str | None
     error_m: float
     chosen: tuple[int, int]
-    released: bool
+    released: bool  # no finger touches the stone
     at_rest: bool
     flat: bool
     on_board: bool
     max_displacement_m: float
+    tilt_deg: float
+    finger_distance_m: float | None  # nearest finger surface to the stone (capped at 2 x CLEAR_M); None: not needed
+    release: Release | None  # the last release, if any
 
 
 def nearest_intersection(sc: Scene, p_scene, xy: NDArray) -> tuple[tuple[int, int], NDArray]:
@@ -126,64 +163,144 @@ def nearest_intersection(sc: Scene, p_scene, xy: NDArray) -> tuple[tuple[int, in
 
 
 class SuccessChecker:
-    """Evaluates the placement against the target on a live MjData."""
+    """Evaluates the placement against the target on a live MjData.
+
+    Stateful: ``check`` is called once per control step and ``track`` after every physics substep
+    while the stone is held (``holding``), so the release is seen at the substep it happens.
+    """
 
     def __init__(self, sc: Scene, cfg: SimConfig, p_scene, target: tuple[int, int], target_world: NDArray,
-                 initial_board_stones: NDArray):
+                 initial_board_stones: NDArray, d: mujoco.MjData):
         self.sc, self.cfg, self.p = sc, cfg, p_scene
         self.target = target
         self.target_world = target_world
         self.initial = initial_board_stones  # (k, 3)
-        self.finger_geoms = set(sc.ids["finger_geoms"])  # type: ignore[arg-type]
+        m = sc.model
+        self.finger_geoms = [i for i in sc.ids["finger_geoms"] if m.geom_contype[i] or m.geom_conaffinity[i]]  # type: ignore[union-attr]
         self.active_geom = sc.stone_geoms[0]
+        self.body = sc.stone_bodies[0]
+        self.start_z = float(d.xpos[self.body][2])
         self.lifted = False
-        self.tray_z = float(sc.tray_center[2])
+        self.holding = False
+        self.release: Release | None = None
+        self._held: tuple | None = None  # (time, z, xmat zz, vx, vy, vz, touching) at the last substep held
+        self._s_left, self._s_right, self._s_any = (sc.ids[k] for k in ("touch_left", "touch_right", "touch_any"))
+        self.vadr = int(m.jnt_dofadr[m.body_jntadr[self.body]])  # its free joint: linear velocity first
+        self._rest_since: tuple[float, NDArray] | None = None
+        self._vel = np.zeros(6)
 
-    def _finger_contact(self, d: mujoco.MjData) -> bool:
-        for i in range(d.ncon):
-            c = d.contact[i]
-            pair = (c.geom1, c.geom2)
-            if self.active_geom in pair and (pair[0] in self.finger_geoms or pair[1] in self.finger_geoms):
-                return True
-        return False
+    # -- measurements ----------------------------------------------------------------------------
+    def _touches(self, d: mujoco.MjData) -> tuple[int, int, int]:
+        """Contacts of the stone with the left finger, the right finger, and anything."""
+        ids = self.sc.ids
+        sd = d.sensordata
+        return int(sd[ids["touch_left"]]), int(sd[ids["touch_right"]]), int(sd[ids["touch_any"]])
+
+    def _tilt_cos(self, d: mujoco.MjData) -> float:
+        return min(1.0, abs(float(d.xmat[self.body][8])))  # |z axis . world z|; upside down is flat
+
+    def _lowest_above(self, z: float, zz: float) -> float:
+        """Lowest point of the stone above the board top, from its centre height and the world-z
+        component of its axis (the cylinder's rim when tilted)."""
+        g = self.sc.geom
+        c = min(1.0, abs(zz))
+        rim = g.stone_diameter / 2 * math.sqrt(max(0.0, 1.0 - c * c)) + g.stone_thickness / 2 * c
+        return z - rim - BOARD_THICKNESS_M
+
+    def _lowest_above_board(self, d: mujoco.MjData) -> float:
+        return self._lowest_above(float(d.xpos[self.body][2]), float(d.xmat[self.body][8]))
+
+    def _speeds(self, d: mujoco.MjData) -> tuple[float, float]:
+        """Linear speed of the centre and angular speed."""
+        mujoco.mj_objectVelocity(self.sc.model, d, mujoco.mjtObj.mjOBJ_BODY, self.body, self._vel, 0)
+        w = self._vel
+        return math.sqrt(w[3] * w[3] + w[4] * w[4] + w[5] * w[5]), math.sqrt(w[0] * w[0] + w[1] * w[1] + w[2] * w[2])
+
+    def _finger_distance(self, d: mujoco.MjData) -> float:
+        cap = 2 * CLEAR_M
+        return min((mujoco.mj_geomDistance(self.sc.model, d, f, self.active_geom, cap, None)
+                    for f in self.finger_geoms), default=cap)
+
+    # -- tracking --------------------------------------------------------------------------------
+    def track(self, d: mujoco.MjData) -> None:
+        """After a physics substep while ``holding``: note the held stone, or record the release
+        (the stone as it was at the last substep both fingers touched it) when the grasp ended.
+        Runs 25 times per control step while the stone is held, so it only copies a few floats."""
+        sd, b, v = d.sensordata, self.body, self.vadr
+        left, right = sd[self._s_left], sd[self._s_right]
+        if left and right:
+            # contacts and xpos are of the step's start; qvel is after the step's (grasping) forces
+            qv = d.qvel
+            self._held = (d.time, d.xpos[b, 2], d.xmat[b, 8], qv[v], qv[v + 1], qv[v + 2],
+                          sd[self._s_any] > left + right)
+            return
+        self.holding = False
+        if self._held is not None:
+            t, z, cz, vx, vy, vz, touching = self._held
+            self.release = Release(float(t), self._lowest_above(float(z), float(cz)),
+                                   math.sqrt(vx * vx + vy * vy + vz * vz), bool(touching))
 
     def check(self, d: mujoco.MjData) -> Placement:
-        sc, g = self.sc, self.sc.geom
-        body = sc.stone_bodies[0]
-        pos = d.xpos[body]
-        if pos[2] > BOARD_THICKNESS_M + g.stone_thickness * 1.5 + 0.01:
-            self.lifted = True
-        vel = np.zeros(6)
-        mujoco.mj_objectVelocity(sc.model, d, mujoco.mjtObj.mjOBJ_BODY, body, vel, 0)
-        at_rest = np.linalg.norm(vel[3:]) < REST_LIN_M_S and np.linalg.norm(vel[:3]) < REST_ANG_RAD_S
-        zaxis = d.xmat[body].reshape(3, 3)[:, 2]
-        flat = math.degrees(math.acos(min(1.0, abs(float(zaxis[2]))))) < self.cfg.max_tilt_deg
-        on_board_z = abs(pos[2] - (BOARD_THICKNESS_M + g.stone_thickness / 2)) < 0.004
+        """The placement now (call once per control step, after the step)."""
+        sc, g, cfg = self.sc, self.sc.geom, self.cfg
+        pos = d.xpos[self.body]
+        left, right, anything = self._touches(d)
+        grasped = bool(left and right)
+        if self.holding and not grasped:
+            self.track(d)
+        if grasped:
+            if not self.holding:
+                self.holding = True
+                self.track(d)
+            if pos[2] > self.start_z + LIFT_M:
+                self.lifted = True
+        lin, ang = self._speeds(d)
+        if lin < REST_LIN_M_S and ang < REST_ANG_RAD_S:
+            if self._rest_since is None or np.linalg.norm(pos - self._rest_since[1]) > REST_LIN_M_S * REST_HOLD_S:
+                self._rest_since = (float(d.time), pos.copy())
+        else:
+            self._rest_since = None
+        at_rest = self._rest_since is not None and d.time - self._rest_since[0] >= REST_HOLD_S - 1e-9
+        cos_t = self._tilt_cos(d)
+        tilt = math.degrees(math.acos(cos_t))
+        raised = float(pos[2]) - (BOARD_THICKNESS_M + g.stone_thickness / 2)
+        flat = tilt < cfg.max_tilt_deg and raised <= FLAT_RAISE_M
         chosen, local = nearest_intersection(sc, self.p, pos)
-        on_board = bool(on_board_z and np.all(np.abs(local) <= g.half_extent))
-        released = not self._finger_contact(d)
-        err = float(np.linalg.norm(pos[:2] - self.target_world[:2]))
+        on_board = bool(np.all(np.abs(local) <= g.half_extent))
+        touched = left + right > 0
+        err = math.hypot(pos[0] - self.target_world[0], pos[1] - self.target_world[1])
+        near = g.local_xy(*chosen)
+        spacing_err = math.hypot(local[0] - near[0], local[1] - near[1])  # to the nearest intersection
         others = np.array([d.xpos[b] for b in sc.stone_bodies[1:]]).reshape(-1, 3)
         disp = float(np.max(np.linalg.norm(others - self.initial, axis=1))) if len(others) else 0.0
-        ok = (released and at_rest and flat and on_board and err < self.cfg.success_tolerance_cells * g.spacing
-              and disp < self.cfg.displaced_tolerance_m)
-        reason = None if ok else self._reason(released, at_rest, flat, on_board, err, disp)
-        return Placement(ok, reason, err, chosen, released, at_rest, flat, on_board, disp)
-
-    def _reason(self, released: bool, at_rest: bool, flat: bool, on_board: bool, err: float, disp: float) -> str:
-        g = self.sc.geom
+        tol = cfg.success_tolerance_cells * g.spacing
+        supported = anything > left + right
+        # The decision table (docs/scene.md): the first row that holds is the reason.
+        fdist = None
         if not self.lifted:
-            return "missed_grasp"
-        if not released:
-            return "not_released"
-        if not on_board:
-            return "dropped"
-        if not flat:
-            return "not_flat"
-        if disp >= self.cfg.displaced_tolerance_m:
-            return "displaced_stones"
-        if err >= self.cfg.success_tolerance_cells * g.spacing:
-            return "wrong_intersection"
-        if not at_rest:
-            return "not_at_rest"
-        return "timeout"
+            reason = "missed_grasp"
+        elif touched and not (supported or (on_board and self._lowest_above_board(d) <= RELEASE_MAX_HEIGHT_M)):
+            reason = "timeout"  # still carried
+        elif touched:
+            reason = "not_released"
+        elif self.release is None or not self.release.placed:
+            reason = "dropped"
+        elif not on_board:
+            reason = "off_board"
+        elif not at_rest:
+            reason = "not_at_rest"
+        elif not flat:
+            reason = "not_flat"
+        elif disp >= cfg.displaced_tolerance_m:
+            reason = "displaced_stones"
+        elif err >= tol and spacing_err < tol:
+            reason = "wrong_intersection"
+        elif err >= tol:
+            reason = "between_intersections"
+        else:
+            fdist = self._finger_distance(d)
+            reason = "not_clear" if fdist < CLEAR_M else None
+        return Placement(reason is None, reason, err, chosen, not touched, at_rest, flat, on_board, disp, tilt,
+                         fdist, self.release)
+
+

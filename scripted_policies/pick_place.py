@@ -1,4 +1,8 @@
-"""Waypoint pick-and-place expert: approach, descend, grasp, lift, transport, lower, release, retreat.
+"""Waypoint pick-and-place expert: approach, descend, grasp, lift, transport, lower,
+settle, release, retreat.
+
+The retreat lifts the open hand straight up until the fingertips are ``RETREAT_CLEAR_M`` (5 cm)
+above the stone's top; then the expert holds still with the gripper open.
 
 It reads only ``info["privileged"]`` (positions of stones, target, gripper) and returns canonical
 actions (delta end-effector, gripper -1 open / +1 closed). Each segment follows a minimum-jerk
@@ -21,7 +25,9 @@ from bomb_data.config import ExpertConfig
 from bomb_data.sim.controller import MAX_DPOS_M, MAX_DROT_RAD, quat_error, quat_mul
 
 GRASP_ABOVE_BOTTOM_M = 0.012  # grasp site height above the stone's bottom face
-RELEASE_GAP_M = 0.0015  # stone bottom above the board when the fingers open
+RELEASE_GAP_M = 0.0005  # stone bottom above the board when the fingers open
+RETREAT_CLEAR_M = 0.05  # after the release the fingertips rise at least this far above the stone's top
+FINGERTIP_BELOW_SITE_M = 0.011  # the pads' lower face below the grasp site (bomb_data/sim/panda.py)
 
 
 def top_down_quat(yaw: float) -> NDArray[np.float64]:
@@ -73,6 +79,7 @@ class PickPlaceExpert:
             _Segment("move", above.copy(), self._steps(grasp, above, slow=True), 1.0, "lift"),
             _Segment("move", None, 0, 1.0, "transport"),  # planned after the lift (needs the in-hand offset)
             _Segment("move", None, 0, 1.0, "lower"),
+            _Segment("hold", None, 2, 1.0, "settle"),  # let the hand stop before opening: a slow release
             _Segment("hold", None, self.hold, -1.0, "release"),
             _Segment("move", None, 0, -1.0, "retreat"),
         ]
@@ -115,8 +122,12 @@ class PickPlaceExpert:
         seg = self.segments
         seg[4].end, seg[4].steps = above_t, self._steps(eef, above_t)
         seg[5].end, seg[5].steps = place, self._steps(above_t, place, slow=True)
-        retreat = np.array([place[0], place[1], self.clear])
-        seg[7].end, seg[7].steps = retreat, self._steps(place, retreat, slow=True)
+        # Retreat straight up until the fingertips are RETREAT_CLEAR_M above the stone's top (the
+        # success check wants every finger task.CLEAR_M = 3 cm from the stone; the episode ends
+        # there, once the stone has also rested for task.REST_HOLD_S).
+        top = pv["board_top_z"] + pv["stone_thickness"]
+        retreat = np.array([place[0], place[1], max(self.clear, top + RETREAT_CLEAR_M + FINGERTIP_BELOW_SITE_M)])
+        seg[8].end, seg[8].steps = retreat, self._steps(place, retreat, slow=True)
 
     # -- acting ----------------------------------------------------------------------------------
     def act(self, obs: Any, info: dict[str, Any]) -> NDArray[np.float32]:

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mujoco
 import numpy as np
 import pytest
 
@@ -70,41 +69,8 @@ def test_expert_succeeds_on_other_board_sizes(state_env, n):
     assert info["success"], info.get("failure_reason")
 
 
-def _place_and_settle(env: GoPlaceEnv, xyz):
-    d = env.data
-    adr = env.scene.stone_qpos_adr[0]
-    d.qpos[adr:adr + 3] = xyz
-    d.qpos[adr + 3:adr + 7] = [1, 0, 0, 0]
-    d.qvel[:] = 0
-    mujoco.mj_forward(env.model, d)
-    for _ in range(300):
-        mujoco.mj_step(env.model, d)
-
-
-def test_success_check_rejects_off_by_one_held_and_displaced(state_env):
-    env = state_env
-    _, info, _ = run_expert(env, 3, params(n_board_stones=0), target=(2, 2))
-    assert info["success"]
-    for _ in range(8):  # lift the hand clear of the board
-        env.step(np.array([0, 0, 0.03, 0, 0, 0, -1], np.float32))
-    assert env.checker.check(env.data).success
-    # one intersection off: move the released stone to the neighbouring intersection
-    w = intersection_world(env.scene, env.params.scene, 2, 3)
-    _place_and_settle(env, [w[0], w[1], w[2] + env.scene.geom.stone_thickness / 2 + 1e-4])
-    pl = env.checker.check(env.data)
-    assert not pl.success and pl.reason == "wrong_intersection" and pl.chosen == (2, 3)
-    # still held: stop the expert before it opens the gripper, on the target
-    _, info, ex = run_expert(env, 4, target=(1, 1), until=lambda ex, t: ex.i == 6 and ex.k == 0)
-    pl = env.checker.check(env.data)
-    assert not pl.released and not pl.success and pl.reason == "not_released"
-    # another stone displaced by 1 cm after a good placement
-    _, info, _ = run_expert(env, 5, params(n_board_stones=2), target=(0, 0))
-    assert info["success"]
-    adr = env.scene.stone_qpos_adr[1]
-    env.data.qpos[adr] += 0.01
-    mujoco.mj_forward(env.model, env.data)
-    pl = env.checker.check(env.data)
-    assert not pl.success and pl.reason == "displaced_stones"
+# The success check's decision table (off by one, held, displaced, dropped, ...) is tested on
+# constructed final states in tests/test_placement.py.
 
 
 def test_resting_stones_do_not_drift(state_env):

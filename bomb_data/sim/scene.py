@@ -44,6 +44,18 @@ BOARD_WOOD = (0.86, 0.68, 0.40, 1.0)
 #: than the saturated texture and every board reflectivity and light level shows.
 BOARD_MATERIAL_GREY = 0.75
 
+# Contacts of stones with the board and with each other (docs/scene.md, "Contacts": what these are
+# estimates of, and the drop and toss behaviour they give). MuJoCo mixes two geoms' friction by the
+# maximum and their solref/solimp by the mean, so stones and board carry the same values; the
+# finger pads win by priority (their own high friction and stiff, damped contact: a firm grasp).
+#: Sliding friction of a stone on the board and on another stone (torsional, rolling after it).
+STONE_FRICTION = (0.3, 0.01, 0.001)
+#: solref (time constant s, damping ratio) of stone contacts: a damped spring whose restitution is
+#: exp(-pi z / sqrt(1 - z^2)) = 0.40 for z = 0.28. The 25 ms time constant is what the 4 ms physics
+#: step resolves: at 10 ms a 15 cm drop gained energy and bounced back 28 cm.
+STONE_SOLREF = (0.025, 0.3)
+STONE_SOLIMP = (0.8, 0.99, 0.002, 0.5, 2)
+
 
 @dataclass(frozen=True)
 class Structure:
@@ -175,7 +187,8 @@ def build_scene(cfg: SimConfig, p: SceneParams) -> Scene:
     h = g.half_extent
     board.add_geom(name="board", type=mujoco.mjtGeom.mjGEOM_BOX, size=[h, h, BOARD_THICKNESS_M / 2],
                    pos=[0, 0, BOARD_THICKNESS_M / 2], material="board_grid", contype=ENV_CONTYPE,
-                   conaffinity=ENV_CONAFFINITY, friction=[0.6, 0.01, 0.001], condim=4)
+                   conaffinity=ENV_CONAFFINITY, friction=STONE_FRICTION, condim=4, solref=STONE_SOLREF,
+                   solimp=STONE_SOLIMP)
     # Grid lines and star points are baked into a texture on one quad just above the top face:
     # one draw call instead of 2N + stars (draw calls dominate software rendering time).
     gtex = board_grid_texture(st.board_size, g.spacing, h, star_points(st.board_size), BOARD_WOOD[:3])
@@ -206,8 +219,8 @@ def build_scene(cfg: SimConfig, p: SceneParams) -> Scene:
         b = wb.add_body(name=name, pos=[0, 0, -1 - 0.1 * k])
         b.add_freejoint(name=name)
         b.add_geom(name=f"{name}_col", type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[r, ht, 0], mass=mass,
-                   contype=ENV_CONTYPE, conaffinity=ENV_CONAFFINITY, condim=4, friction=[0.9, 0.01, 0.001],
-                   solref=[0.004, 1], solimp=[0.95, 0.99, 0.001, 0.5, 2], group=3, rgba=[1, 0, 0, 0.0])
+                   contype=ENV_CONTYPE, conaffinity=ENV_CONAFFINITY, condim=4, friction=STONE_FRICTION,
+                   solref=STONE_SOLREF, solimp=STONE_SOLIMP, group=3, rgba=[1, 0, 0, 0.0])
         b.add_geom(name=f"{name}_vis", type=mujoco.mjtGeom.mjGEOM_ELLIPSOID, size=[r, r, ht], material="stone_black",
                    contype=0, conaffinity=0, mass=0, group=1)
 
@@ -220,6 +233,15 @@ def build_scene(cfg: SimConfig, p: SceneParams) -> Scene:
                     conaffinity=ENV_CONAFFINITY)
 
     add_panda(spec, ROBOT_CONTYPE, ROBOT_CONAFFINITY)
+    for side in ("left", "right"):  # the pads' own contact parameters hold the stone, not the stone's
+        spec.geom(f"pad_{side}").priority = 1
+    # Contact sensors (counts of contacts, computed in every physics step): each finger with the
+    # active stone, and the active stone with anything. The success check reads them per substep.
+    for name, other in (("touch_left", "finger_left"), ("touch_right", "finger_right"), ("touch_any", None)):
+        sen = spec.add_sensor(name=name, type=mujoco.mjtSensor.mjSENS_CONTACT, objtype=mujoco.mjtObj.mjOBJ_BODY,
+                              objname="stone_active", intprm=[1, 0, 1])
+        if other is not None:
+            sen.reftype, sen.refname = mujoco.mjtObj.mjOBJ_BODY, other
     wb.add_camera(name="agentview", pos=[-0.2, 0, 1.0], xyaxes=[0, -1, 0, 0.7, 0, 0.7], fovy=45)
 
     spec.option.enableflags |= mujoco.mjtEnableBit.mjENBL_SLEEP
@@ -242,6 +264,8 @@ def build_scene(cfg: SimConfig, p: SceneParams) -> Scene:
         "pad_left": gid("pad_left"),
         "pad_right": gid("pad_right"),
     }
+    for name in ("touch_left", "touch_right", "touch_any"):
+        sc.ids[name] = int(model.sensor_adr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SENSOR, name)])
     sc.board_geoms = [i for i in range(model.ngeom) if model.geom_bodyid[i] == sc.ids["board_body"]]
     finger_bodies = {mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, f"finger_{s}") for s in ("left", "right")}
     sc.ids["finger_geoms"] = [i for i in range(model.ngeom) if model.geom_bodyid[i] in finger_bodies]  # type: ignore[assignment]
