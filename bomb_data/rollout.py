@@ -39,8 +39,9 @@ def rollout_expert(env: GoPlaceEnv, cfg: BombConfig, params: EpisodeParams, seed
     With ``cfg.generate.fixed_horizon`` = H every episode is recorded for exactly H steps: once the
     task has ended (the environment terminated or truncated it) the environment keeps stepping with
     the hold-still action ``[0, 0, 0, 0, 0, 0, last gripper command]`` until step H, so every frame
-    is a simulated frame; an episode whose task has not ended by step H fails with ``timeout``, and
-    one whose placement no longer holds at step H with ``moved_during_hold``. The task's own steps
+    is a simulated frame; an episode whose task has not ended by step H, or whose placement no longer
+    holds at step H, fails with the decision table's reason for its state at step H (docs/scene.md:
+    e.g. ``timeout`` while the stone is still carried). The task's own steps
     are the same as without a horizon; the reward of a success moves to the last step; the
     metadata records ``fixed_horizon`` and ``task_steps``.
 
@@ -95,7 +96,7 @@ def rollout_expert(env: GoPlaceEnv, cfg: BombConfig, params: EpisodeParams, seed
                 hold = np.array([0, 0, 0, 0, 0, 0, action[6]], dtype=np.float32)
         if len(states) == horizon or (horizon is None and end_info is not None):
             break
-    success, reason = _outcome(end_info, info)
+    success, reason = _outcome(end_info, info, env.placement.reason)
     steps = {k: np.asarray(v, dtype=np.float32) for k, v in rows.items()}
     if horizon is not None:  # 1.0 on the last recorded step of a success, as without a horizon
         steps["reward"][:] = 0.0
@@ -121,13 +122,17 @@ def rollout_expert(env: GoPlaceEnv, cfg: BombConfig, params: EpisodeParams, seed
     return rec, {"success": meta["success"], "steps": len(states), "seconds": time.perf_counter() - t0}
 
 
-def _outcome(end_info: dict[str, Any] | None, last_info: dict[str, Any]) -> tuple[bool, str | None]:
+def _outcome(end_info: dict[str, Any] | None, last_info: dict[str, Any],
+             reason_now: str | None) -> tuple[bool, str | None]:
     """(success, failure reason) of an episode from the info of the step that ended the task (None: it
-    had not ended by the fixed horizon) and the info of the last recorded step."""
+    had not ended by the fixed horizon), the info of the last recorded step and the decision table's
+    reason for the state at that step (``GoPlaceEnv.placement.reason``). An episode that did not end
+    as a success, or whose success no longer holds at the last step, fails with one reason of the
+    table, as any final state does."""
     if end_info is None:
-        return False, "timeout"
+        return False, reason_now or "timeout"
     if not end_info["success"]:
         return False, end_info.get("failure_reason")
     if last_info is not end_info and not last_info["success"]:
-        return False, "moved_during_hold"
+        return False, reason_now
     return True, None

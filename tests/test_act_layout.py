@@ -114,8 +114,10 @@ def test_hold_still_continues_the_same_episode(tmp_path: Path) -> None:
         # every frame is a simulated one: simulation time advances by one control period per step
         dt = np.diff(eb.mj_state[:, 0])
         assert np.allclose(dt, dt[0]) and dt[0] > 0
-        # the arm holds still (no frozen copies, but no drift either)
-        assert np.abs(eb["eef_pos"][T:] - eb["eef_pos"][T]).max() < 1e-3
+        # the arm holds still (no frozen copies, but no drift either). The task ends during the
+        # expert's retreat, with the hand still rising: it comes to a stop within a few steps
+        assert np.abs(eb["eef_pos"][T:] - eb["eef_pos"][T]).max() < 1e-2
+        assert np.abs(eb["eef_pos"][T + 5:] - eb["eef_pos"][T + 5]).max() < 1e-3
         # reward: 1.0 on the last step of a success, as without a horizon
         assert np.nonzero(ea["reward"])[0].tolist() == [T - 1] and np.nonzero(eb["reward"])[0].tolist() == [H - 1]
 
@@ -132,18 +134,21 @@ def test_horizon_shorter_than_the_task_is_a_timeout(tmp_path: Path) -> None:
     finally:
         env.close()
     assert rec.length == 20 and summ["steps"] == 20
-    assert rec.meta["success"] is False and rec.meta["failure_reason"] == "timeout"
+    # cut off before the grasp: the decision table's reason for that state, as at any step limit
+    assert rec.meta["success"] is False and rec.meta["failure_reason"] == "missed_grasp"
     assert rec.meta["task_steps"] == 20 and rec.meta["fixed_horizon"] == 20
     assert not np.any(rec.steps["reward"])
 
 
 def test_outcome_rules() -> None:
     ok = {"success": True}
-    assert _outcome(ok, ok) == (True, None)
-    assert _outcome(None, {"success": False}) == (False, "timeout")
-    assert _outcome({"success": False, "failure_reason": "dropped"}, {"success": True}) == (False, "dropped")
-    assert _outcome(ok, {"success": True}) == (True, None)
-    assert _outcome(ok, {"success": False}) == (False, "moved_during_hold")
+    assert _outcome(ok, ok, None) == (True, None)
+    assert _outcome(None, {"success": False}, "timeout") == (False, "timeout")
+    assert _outcome(None, {"success": False}, "not_released") == (False, "not_released")
+    assert _outcome({"success": False, "failure_reason": "dropped"}, {"success": True}, None) == (False, "dropped")
+    assert _outcome(ok, {"success": True}, None) == (True, None)
+    # a success that no longer holds at the horizon: the decision table's reason for that state
+    assert _outcome(ok, {"success": False}, "not_at_rest") == (False, "not_at_rest")
 
 
 # ------------------------------------------------------------------------------------- ACT layout
