@@ -174,6 +174,20 @@ def encode_gripper(g: NDArray[np.float64], mode: str) -> NDArray[np.float64]:
     return g
 
 
+def _numeric(raw: Any) -> NDArray[np.float64]:
+    """``raw`` as float64 if it holds numbers only (no strings, None, objects), else ``bad_reply``."""
+    try:
+        a = np.asarray(raw)
+        if a.dtype.kind == "O":  # e.g. a list mixing floats and numpy scalars: numbers only
+            if not all(isinstance(x, (int, float, np.integer, np.floating)) for x in a.flat):
+                raise TypeError("holds values that are not numbers")
+        elif a.dtype.kind not in "biuf":
+            raise TypeError(f"dtype {a.dtype}")
+        return a.astype(np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise PolicyFailure("bad_reply", f"action is not numeric ({str(exc)[:200]})") from None
+
+
 def to_action_chunk(raw: Any, cfg: AdapterConfig) -> NDArray[np.float32]:
     """Validate a policy output and turn it into canonical actions to execute, (k, 7).
 
@@ -186,10 +200,7 @@ def to_action_chunk(raw: Any, cfg: AdapterConfig) -> NDArray[np.float32]:
         if "actions" not in raw:
             raise PolicyFailure("bad_reply", f"reply has no 'actions' (keys: {sorted(map(str, raw))[:8]})")
         raw = raw["actions"]
-    try:
-        a = np.asarray(raw, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise PolicyFailure("bad_reply", f"action is not numeric ({exc})") from None
+    a = _numeric(raw)
     if a.ndim == 1:
         a = a[None]
     if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] != ACTION_DIM:
