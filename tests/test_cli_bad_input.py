@@ -1,0 +1,78 @@
+"""Hostile input on the command line (issue 22): YAML bombs, bad prompt templates, empty grids, a
+full disk, a closed pipe. Each is one `error:` line (or a quiet exit), fast, nothing written damaged."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+#: 9 anchors of 9 aliases each: 9**9 (387 million) strings when expanded, in 342 bytes.
+ALIAS_BOMB = "".join(
+    f"{c}: &{c} [" + ",".join([f"*{p}"] * 9 if p else ['"lol"'] * 9) + "]\n"
+    for p, c in zip([""] + list("abcdefgh"), "abcdefghi")
+)
+
+
+def _one_line(p) -> str:  # noqa: ANN001
+    lines = [x for x in p.stderr.splitlines() if x.strip() and not x.startswith(("generate:", "export", "eval:"))]
+    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    return lines[0]
+
+
+def test_the_alias_bomb_is_small():
+    import yaml
+
+    assert len(ALIAS_BOMB) < 600
+    loader = yaml.SafeLoader(ALIAS_BOMB)  # composing is cheap: the expansion is what explodes
+    try:
+        assert len(loader.get_single_node().value) == 9
+    finally:
+        loader.dispose()
+
+
+@pytest.mark.parametrize("args", [
+    ("generate", "--n", "1", "--config", "{bomb}", "--out", "{tmp}/s"),
+    ("generate", "--n", "1", "--grid", "{bomb}", "--out", "{tmp}/s"),
+    ("eval", "--policy", "noop", "--config", "{bomb}", "--out", "{tmp}/e"),
+    ("eval", "--policy", "noop", "--grid", "{bomb}", "--out", "{tmp}/e"),
+    ("grid", "show", "{bomb}"),
+    ("export", "--format", "lerobot", "--store", "{store}", "--preset", "{bomb}", "--out", "{tmp}/x"),
+], ids=["generate-config", "generate-grid", "eval-config", "eval-grid", "grid-show", "export-preset"])
+def test_a_yaml_alias_bomb_is_one_line_fast(run_cli, tiny_store: Path, tmp_path: Path, args) -> None:  # noqa: ANN001
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(ALIAS_BOMB)
+    argv = [a.format(bomb=bomb, tmp=tmp_path, store=tiny_store) for a in args]
+    t0 = time.monotonic()
+    p = run_cli(*argv, "-q" if args[0] != "grid" else "--json", timeout=120)
+    took = time.monotonic() - t0
+    assert p.returncode == 2 and "holds more than 100000 values" in _one_line(p)
+    assert took < 30, took  # interpreter start included; it was > 15 min (shared cores: a loose bound)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["bomb.yaml"]
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("[" * 60_000, "nested more than 64 levels"),
+    ("a:\n" + "".join(" " * i + "b:\n" for i in range(1, 200)), "nested more than 64 levels"),
+    ("x: " + "y" * 70_000, "more than the 65536"),
+    ("a: &a [1, *a]", "alias is used inside its own anchor"),
+])
+def test_yaml_parsing_is_bounded(tmp_path: Path, text: str, said: str) -> None:
+    from bomb_data.config import load_config
+    from bomb_data.errors import ConfigError
+
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match=said) as e:
+        load_config(f)
+    assert time.monotonic() - t0 < 10 and "\n" not in str(e.value)
+
+
+def test_ordinary_yaml_still_loads() -> None:
+    from bomb_data._yaml import parse_yaml
+
+    assert parse_yaml("a: &x {b: [1, 2]}\nc: *x\nd:\n  <<: *x\n  e: 3\n") == {
+        "a": {"b": [1, 2]}, "c": {"b": [1, 2]}, "d": {"b": [1, 2], "e": 3}}
+    assert parse_yaml("") is None and parse_yaml("[" * 64 + "]" * 64) is not None
