@@ -76,3 +76,44 @@ def test_ordinary_yaml_still_loads() -> None:
     assert parse_yaml("a: &x {b: [1, 2]}\nc: *x\nd:\n  <<: *x\n  e: 3\n") == {
         "a": {"b": [1, 2]}, "c": {"b": [1, 2]}, "d": {"b": [1, 2], "e": 3}}
     assert parse_yaml("") is None and parse_yaml("[" * 64 + "]" * 64) is not None
+
+
+# ------------------------------------------------------------------------- prompt template (D14)
+@pytest.mark.parametrize(("template", "said"), [
+    ("pick and place", "expected {instruction} in the template"),
+    ("{task}: {instruction}", "unknown field(s) {task}"),
+    ("In: {instruction", "malformed braces"),
+    ("{instruction} }", "malformed braces"),
+    ("{} {instruction}", "unknown field(s) {}"),
+    ("{instruction:d}", "cannot be filled in"),
+])
+def test_a_bad_prompt_template_is_one_line_before_anything_runs(run_cli, tmp_path: Path, template: str,
+                                                                 said: str) -> None:  # noqa: ANN001
+    p = run_cli("eval", "--policy", "noop", "--prompt-template", template, "--out", str(tmp_path / "e"), "-q")
+    line = _one_line(p)
+    assert p.returncode == 2 and line.startswith("error: --prompt-template") and said in line, line
+    assert not (tmp_path / "e").exists()
+
+
+def test_the_adapter_refuses_a_bad_template_through_the_api_too(tmp_path: Path) -> None:
+    from bomb_data.config import load_config
+    from bomb_data.errors import ConfigError
+    from bomb_data.evaluate.adapt import AdapterConfig
+    from bomb_data.evaluate.runner import evaluate
+
+    with pytest.raises(ConfigError, match="prompt_template.*unknown field") as e:
+        evaluate(load_config(), "noop", tmp_path / "e", adapter={"prompt_template": "{x}"})
+    assert "\n" not in str(e.value) and not (tmp_path / "e").exists()
+    assert AdapterConfig(prompt_template="In: {instruction}?\nOut: {{").prompt_template.endswith("{{")
+
+
+# --------------------------------------------------------------------------------- empty axes (D16)
+@pytest.mark.parametrize("mode", ["one-at-a-time", "full", "random"])
+def test_a_grid_without_axes_is_one_line(run_cli, tmp_path: Path, mode: str) -> None:  # noqa: ANN001
+    g = tmp_path / "g.yaml"
+    g.write_text(f"mode: {mode}\naxes: {{}}\n")
+    for args in (("grid", "show", str(g)), ("eval", "--policy", "noop", "--grid", str(g), "--out", str(tmp_path / "e"),
+                                            "-q")):
+        p = run_cli(*args)
+        assert p.returncode == 2 and f"expected at least one axis in mode {mode}" in _one_line(p)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["g.yaml"]

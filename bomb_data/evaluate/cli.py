@@ -92,6 +92,12 @@ def _eval(policy: str, grid: str, k: int, seed: int, workers: int | None, concur
     from .policies import parse_policy_spec
     from .runner import evaluate
 
+    if prompt_template is not None:
+        from ..errors import ConfigError
+        from .adapt import prompt_template_problem
+
+        if problem := prompt_template_problem(prompt_template):
+            raise ConfigError(f"--prompt-template {prompt_template!r}: {problem}")
     spec = parse_policy_spec(policy)
     sim: dict[str, Any] = {}
     if render_size is not None:
