@@ -107,14 +107,19 @@ def _progress_bar(total: int, desc: str, unit: str, quiet: bool):
 @click.option("--resume/--overwrite", default=True, show_default=True,
               help="Continue an existing store made by the same configuration, or replace it.")
 @click.option("--keep-failures", is_flag=True, default=None, help="Also store failed attempts, flagged.")
+@click.option("--dashboard", default=None, metavar="HOST:PORT",
+              help="Serve the local Dask cluster's dashboard there (unauthenticated) [default: none; nothing "
+                   "listens beyond 127.0.0.1].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def generate(n: int | None, out: Path, config_path: Path | None, grid: str | None, seed: int | None,
              image_size: int | None, workers: int | None, scheduler: str | None, resume: bool,
-             keep_failures: bool | None, quiet: bool) -> None:
+             keep_failures: bool | None, dashboard: str | None, quiet: bool) -> None:
     """Roll out the scripted expert across a perturbation grid into a zarr store."""
     from .config import load_config
+    from .generate import check_dashboard
     from .generate import generate as run
 
+    check_dashboard(dashboard, scheduler)
     gen: dict[str, Any] = {k: v for k, v in dict(n=n, grid=grid, seed=seed, keep_failures=keep_failures).items()
                            if v is not None}
     sim: dict[str, Any] = {} if image_size is None else {"image_height": image_size, "image_width": image_size}
@@ -129,7 +134,7 @@ def generate(n: int | None, out: Path, config_path: Path | None, grid: str | Non
 
     with bar:
         summary = run(cfg, out, workers=workers, scheduler=scheduler, mode="resume" if resume else "overwrite",
-                      progress=on_progress)
+                      progress=on_progress, dashboard=dashboard)
     click.echo(json.dumps(summary, indent=2))
 
 

@@ -496,7 +496,7 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
              seed: int = 0, workers: int | None = None, concurrency: int = 2, scheduler: str | None = None,
              adapter: dict[str, Any] | None = None, unnorm_key: str | None = None, videos_per_cell: int = 1,
              timeout_s: float = 60.0, retries: int = 3, backoff_s: float = 0.5, overwrite: bool = False,
-             progress: Callable[[EvalProgress], None] | None = None) -> dict[str, Any]:
+             progress: Callable[[EvalProgress], None] | None = None, dashboard: str | None = None) -> dict[str, Any]:
     """Evaluate ``policy`` in closed loop and write ``results.jsonl``, ``summary.json``, ``report.html``.
 
     Args:
@@ -516,6 +516,8 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
         timeout_s, retries, backoff_s: remote policy calls.
         overwrite: discard earlier results in ``out`` instead of resuming.
         progress: called after every finished episode.
+        dashboard: HOST:PORT where a local cluster serves Dask's dashboard (default: none; nothing
+            listens beyond 127.0.0.1).
 
     Returns:
         The summary (also written to ``summary.json``).
@@ -562,8 +564,9 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
             update={"max_steps": cfg.sim.max_steps + acfg.settle_steps})})
     # Check the policy and the Dask scheduler before starting anything (and before --overwrite empties
     # --out): unreachable servers and bad modules fail here.
-    from ..generate import check_scheduler
+    from ..generate import check_dashboard, check_scheduler
 
+    check_dashboard(dashboard, scheduler)
     check_scheduler(scheduler)
     probe = None
     if spec.kind != "python" or (workers or 1) == 1:
@@ -628,7 +631,7 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
                 probe.close()
                 probe = None
             _run_dask(run, todo, n_proc, scheduler, finished,
-                      max_running=concurrency if spec.remote else None)
+                      max_running=concurrency if spec.remote else None, dashboard=dashboard)
     except KeyboardInterrupt:
         interrupted = True
         raise
@@ -674,7 +677,8 @@ def _set_retries(policy: Any, retries: int) -> None:
 
 
 def _run_dask(run: RunSettings, todo: list[EpisodeSpec], n_proc: int, scheduler: str | None,
-              finished: Callable[[dict[str, Any]], None], max_running: int | None = None) -> None:
+              finished: Callable[[dict[str, Any]], None], max_running: int | None = None,
+              dashboard: str | None = None) -> None:
     """Run ``todo`` on Dask, with a bounded number of episodes in flight so an interrupt loses little:
     two per worker thread; on a local cluster of ``n_proc`` workers that is ``2 * n_proc``, on
     ``scheduler`` it is read from the cluster after every episode (so it follows a cluster that
@@ -685,7 +689,7 @@ def _run_dask(run: RunSettings, todo: list[EpisodeSpec], n_proc: int, scheduler:
 
     if not todo:
         return
-    with dask_client(n_proc, scheduler) as client:
+    with dask_client(n_proc, scheduler, dashboard) as client:
 
         def limit() -> int:
             if scheduler is None:
