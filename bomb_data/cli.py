@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:
+            _closed_pipe()
         except BombDataError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
@@ -72,6 +75,18 @@ class _Group(click.Group):
             click.echo("interrupted: everything committed so far is kept; rerun the same command to resume "
                        "(an export starts again)", err=True)
             sys.exit(130)
+
+
+def _closed_pipe() -> None:
+    """The reader of our output went away (``bomb-data info | head -1``): stop quietly with the
+    status a process killed by SIGPIPE has (128 + 13), as ``cat`` or ``ls`` would. Output still
+    buffered goes to /dev/null so that Python's exit flush does not complain."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor: nothing is flushed to it
+        pass
+    sys.exit(141)
 
 
 @click.group(cls=_Group)

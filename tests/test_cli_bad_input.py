@@ -117,3 +117,40 @@ def test_a_grid_without_axes_is_one_line(run_cli, tmp_path: Path, mode: str) -> 
         p = run_cli(*args)
         assert p.returncode == 2 and f"expected at least one axis in mode {mode}" in _one_line(p)
     assert sorted(x.name for x in tmp_path.iterdir()) == ["g.yaml"]
+
+
+# ------------------------------------------------------------------------------------ broken pipe
+def _closed_stdout(*args: str) -> tuple[int, str]:
+    """Run bomb-data with its stdout a pipe nobody reads (closed before the first write)."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-m", "bomb_data.cli", *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    p.stdout.close()
+    err = p.stderr.read()
+    return p.wait(timeout=300), err
+
+
+@pytest.mark.parametrize("args", [("grid", "list"), ("grid", "show", "study"), ("info", "{store}")])
+def test_a_closed_pipe_ends_quietly(tiny_store: Path, args) -> None:  # noqa: ANN001
+    rc, err = _closed_stdout(*[a.format(store=tiny_store) for a in args])
+    assert (rc, err) == (141, ""), err  # as a process killed by SIGPIPE; no "error: Broken pipe"
+
+
+def test_eval_into_a_closed_pipe_keeps_its_results(tmp_path: Path) -> None:
+    out = tmp_path / "e"
+    rc, err = _closed_stdout("eval", "--policy", "noop", "--episodes-per-cell", "2", "--image-size", "32",
+                             "--max-steps", "10", "--workers", "1", "--videos-per-cell", "0", "--out", str(out), "-q")
+    assert (rc, err) == (141, ""), err
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2 and (out / "summary.json").exists()
+
+
+@pytest.mark.parametrize("args", ["grid list", "info {store}"])
+def test_piping_into_head(tiny_store: Path, args: str) -> None:
+    import subprocess
+    import sys
+
+    cmd = f"{sys.executable} -m bomb_data.cli {args.format(store=tiny_store)} | head -1"
+    p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and len(p.stdout.splitlines()) == 1 and p.stderr == "", p.stderr
