@@ -188,12 +188,31 @@ def _cancelled_task_warning(record: logging.LogRecord) -> bool:
     return "ended with CancelledError" not in record.getMessage()
 
 
+def _not_a_lost_scheduler(record: logging.LogRecord) -> bool:
+    """False for a record about the connection to the scheduler being closed (with its traceback)."""
+    from distributed.comm.core import CommClosedError
+
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, (CommClosedError, OSError)):
+        return False
+    msg = record.getMessage()
+    return not ("CommClosedError" in msg or "Stream is closed" in msg
+                or msg.startswith(("Failed to communicate with scheduler", "Connection to scheduler broken")))
+
+
 def _quiet_cancelled_tasks() -> None:
-    """In a local worker: drop the warning Dask logs for a task that closing the cluster cancels.
+    """In a local worker: drop the warning Dask logs for a task that closing the cluster cancels,
+    and the tracebacks of a connection to the scheduler that closing the cluster cuts.
 
     An interrupted run closes the cluster while an episode is running; that cancellation is expected.
+    A local worker's only scheduler lives in the process that started it, which reports what went
+    wrong itself; a worker's heartbeat failing as it closes printed a CommClosedError traceback
+    before the ``interrupted:`` line.
     """
     logging.getLogger("distributed.worker.state_machine").addFilter(_cancelled_task_warning)
+    for name in ("distributed", ""):  # Dask's own handler, and the root's (distributed 2026 logs through both)
+        for h in logging.getLogger(name).handlers:
+            h.addFilter(_not_a_lost_scheduler)
 
 
 def check_dashboard(address: str | None, scheduler: str | None = None) -> str | None:
@@ -263,6 +282,11 @@ def dask_client(workers: int, scheduler: str | None, dashboard: str | None = Non
             client = Client(cluster)
             client.run(_quiet_cancelled_tasks)
         yield client
+    except KeyboardInterrupt:
+        # Closing after Ctrl-C stops workers mid-episode: Dask's warnings about it ("Worker process
+        # still alive after 4.0 seconds, killing", comms closed) say nothing the interrupt line does not.
+        dlog.setLevel(logging.CRITICAL)
+        raise
     finally:
         if client is not None:
             client.close()

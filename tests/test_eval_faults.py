@@ -202,3 +202,57 @@ def test_kills_at_random_times_then_resume_equals_an_uninterrupted_run(tmp_path:
         rc, err = finish(p)
         assert rc in (0, -signal.SIGKILL), err
     resume_and_compare(out, grid, reference)
+
+
+# --------------------------------------------------------------------------------------- Ctrl-C
+INTERRUPTED = ("interrupted: everything committed so far is kept; rerun the same command to resume "
+               "(an export starts again)")
+
+
+def test_ctrl_c_with_worker_processes_is_one_line_every_time(tmp_path: Path, grid: Path, reference):
+    # One Ctrl-C in three printed a Dask CommClosedError traceback (a worker's heartbeat as the
+    # cluster closed) before the interrupted line. Ctrl-C signals the terminal's whole process group.
+    rng = random.Random(5)
+    out = tmp_path / "ev"
+    for _ in range(int(os.environ.get("BOMB_FAULT_KILLS", "3"))):
+        res = out / "results.jsonl"
+        before = len(read_results(res))
+        p = eval_cli(out, grid, workers=2, k=10)
+        deadline = time.time() + 240
+        while time.time() < deadline and p.poll() is None and len(read_results(res)) <= before:
+            time.sleep(0.05)  # interrupt once this run finished an episode: its cluster is up
+        time.sleep(rng.uniform(0.0, 1.0))
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGINT)
+        rc, err = finish(p)
+        if rc == 0:  # it finished first: nothing to interrupt
+            continue
+        assert rc == 130 and err.strip().splitlines() == [INTERRUPTED], err
+    rows = content(out)
+    assert rows and all(rows[i] == reference[i] for i in rows if i in reference)
+
+
+LOG_FROM_WORKERS = """
+import logging, sys
+from bomb_data.generate import dask_client
+
+def emit():
+    from distributed.comm.core import CommClosedError
+    log = logging.getLogger("distributed.worker")
+    try:
+        raise CommClosedError("in <TCP (closed) ConnectionPool.heartbeat_worker>: Stream is closed")
+    except CommClosedError:
+        log.exception("Failed to communicate with scheduler during heartbeat.")
+    log.error("a worker error that is not about the scheduler going away")
+
+with dask_client(2, None) as client:
+    client.run(emit)
+"""
+
+
+def test_local_workers_drop_only_the_tracebacks_of_a_closed_scheduler_connection(tmp_path: Path):
+    p = subprocess.run([sys.executable, "-c", LOG_FROM_WORKERS], capture_output=True, text=True, timeout=300,
+                       cwd=str(REPO))
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.count("a worker error that is not about the scheduler going away") == 2, p.stderr
+    assert "CommClosedError" not in p.stderr and "heartbeat" not in p.stderr, p.stderr
