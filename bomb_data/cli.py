@@ -5,6 +5,7 @@ Errors the user can fix (``BombDataError``) print one line and exit with status 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -62,7 +63,9 @@ class _Group(click.Group):
             sys.exit(2)
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
-            click.echo(f"error: {exc.strerror or str(exc).splitlines()[0]}{where}", err=True)
+            full = {errno.ENOSPC: "ENOSPC", errno.EDQUOT: "EDQUOT", errno.EFBIG: "EFBIG"}.get(exc.errno or 0)
+            said = f"the disk is full: {exc.strerror} ({full})" if full else exc.strerror or str(exc).splitlines()[0]
+            click.echo(f"error: {said}{where}", err=True)
             sys.exit(2)
         except Exception as exc:
             if logging.getLogger().isEnabledFor(logging.DEBUG):

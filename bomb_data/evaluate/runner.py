@@ -344,15 +344,19 @@ def write_atomic(path: Path, text: str, fault: str | None = None) -> None:
     ``fault`` names the crash-test point between writing the temporary file and renaming it."""
     tmp = path.with_name(path.name + ".tmp")
     data = text.encode("utf-8")
-    with open(tmp, "wb") as f:
-        f.write(data[: len(data) // 2])
-        if fault is not None:
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data[: len(data) // 2])
+            if fault is not None:
+                f.flush()
+                fault_point(fault)  # half written: the old file must still be whole
+            f.write(data[len(data) // 2:])
             f.flush()
-            fault_point(fault)  # half written: the old file must still be whole
-        f.write(data[len(data) // 2:])
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # e.g. a full disk: give its room back
+        raise
     _fsync_dir(path.parent)
 
 
