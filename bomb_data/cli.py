@@ -5,8 +5,10 @@ Errors the user can fix (``BombDataError``) print one line and exit with status 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,12 +56,16 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:
+            _closed_pipe()
         except BombDataError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
-            click.echo(f"error: {exc.strerror or str(exc).splitlines()[0]}{where}", err=True)
+            full = {errno.ENOSPC: "ENOSPC", errno.EDQUOT: "EDQUOT", errno.EFBIG: "EFBIG"}.get(exc.errno or 0)
+            said = f"the disk is full: {exc.strerror} ({full})" if full else exc.strerror or str(exc).splitlines()[0]
+            click.echo(f"error: {said}{where}", err=True)
             sys.exit(2)
         except Exception as exc:
             if logging.getLogger().isEnabledFor(logging.DEBUG):
@@ -72,6 +78,18 @@ class _Group(click.Group):
             click.echo("interrupted: everything committed so far is kept; rerun the same command to resume "
                        "(an export starts again)", err=True)
             sys.exit(130)
+
+
+def _closed_pipe() -> None:
+    """The reader of our output went away (``bomb-data info | head -1``): stop quietly with the
+    status a process killed by SIGPIPE has (128 + 13), as ``cat`` or ``ls`` would. Output still
+    buffered goes to /dev/null so that Python's exit flush does not complain."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor: nothing is flushed to it
+        pass
+    sys.exit(141)
 
 
 @click.group(cls=_Group)
@@ -107,14 +125,19 @@ def _progress_bar(total: int, desc: str, unit: str, quiet: bool):
 @click.option("--resume/--overwrite", default=True, show_default=True,
               help="Continue an existing store made by the same configuration, or replace it.")
 @click.option("--keep-failures", is_flag=True, default=None, help="Also store failed attempts, flagged.")
+@click.option("--dashboard", default=None, metavar="HOST:PORT",
+              help="Serve the local Dask cluster's dashboard there (unauthenticated) [default: none; nothing "
+                   "listens beyond 127.0.0.1].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def generate(n: int | None, out: Path, config_path: Path | None, grid: str | None, seed: int | None,
              image_size: int | None, workers: int | None, scheduler: str | None, resume: bool,
-             keep_failures: bool | None, quiet: bool) -> None:
+             keep_failures: bool | None, dashboard: str | None, quiet: bool) -> None:
     """Roll out the scripted expert across a perturbation grid into a zarr store."""
     from .config import load_config
+    from .generate import check_dashboard
     from .generate import generate as run
 
+    check_dashboard(dashboard, scheduler)
     gen: dict[str, Any] = {k: v for k, v in dict(n=n, grid=grid, seed=seed, keep_failures=keep_failures).items()
                            if v is not None}
     sim: dict[str, Any] = {} if image_size is None else {"image_height": image_size, "image_width": image_size}
@@ -129,7 +152,7 @@ def generate(n: int | None, out: Path, config_path: Path | None, grid: str | Non
 
     with bar:
         summary = run(cfg, out, workers=workers, scheduler=scheduler, mode="resume" if resume else "overwrite",
-                      progress=on_progress)
+                      progress=on_progress, dashboard=dashboard)
     click.echo(json.dumps(summary, indent=2))
 
 

@@ -194,18 +194,58 @@ def _cancelled_task_warning(record: logging.LogRecord) -> bool:
     return "ended with CancelledError" not in record.getMessage()
 
 
+def _not_a_lost_scheduler(record: logging.LogRecord) -> bool:
+    """False for a record about the connection to the scheduler being closed (with its traceback)."""
+    from distributed.comm.core import CommClosedError
+
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, (CommClosedError, OSError)):
+        return False
+    msg = record.getMessage()
+    return not ("CommClosedError" in msg or "Stream is closed" in msg
+                or msg.startswith(("Failed to communicate with scheduler", "Connection to scheduler broken")))
+
+
 def _quiet_cancelled_tasks() -> None:
-    """In a local worker: drop the warning Dask logs for a task that closing the cluster cancels.
+    """In a local worker: drop the warning Dask logs for a task that closing the cluster cancels,
+    and the tracebacks of a connection to the scheduler that closing the cluster cuts.
 
     An interrupted run closes the cluster while an episode is running; that cancellation is expected.
+    A local worker's only scheduler lives in the process that started it, which reports what went
+    wrong itself; a worker's heartbeat failing as it closes printed a CommClosedError traceback
+    before the ``interrupted:`` line.
     """
     logging.getLogger("distributed.worker.state_machine").addFilter(_cancelled_task_warning)
+    for name in ("distributed", ""):  # Dask's own handler, and the root's (distributed 2026 logs through both)
+        for h in logging.getLogger(name).handlers:
+            h.addFilter(_not_a_lost_scheduler)
+
+
+def check_dashboard(address: str | None, scheduler: str | None = None) -> str | None:
+    """``--dashboard HOST:PORT`` checked (``[::1]:8787`` for IPv6; port 0 picks a free one).
+
+    Raises:
+        ConfigError: not HOST:PORT, or given with ``scheduler`` (whose cluster has its own).
+    """
+    if address is None:
+        return None
+    if scheduler:
+        raise ConfigError("--dashboard: the cluster at --scheduler serves its own dashboard (dask scheduler "
+                          "--dashboard-address); --dashboard is for the local cluster")
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535 or any(c.isspace() for c in host):
+        raise ConfigError(f"--dashboard: expected HOST:PORT (e.g. 127.0.0.1:8787), given {address!r}")
+    return address
 
 
 @contextmanager
-def dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
+def dask_client(workers: int, scheduler: str | None, dashboard: str | None = None) -> Iterator[Any]:
     """A Dask client on ``scheduler``, or on a local cluster of ``workers`` single-threaded worker
     processes made for the block; closed (client, then the local cluster) when the block ends.
+
+    The local cluster listens on 127.0.0.1 only: its scheduler, workers and the scheduler's HTTP
+    endpoints (logs, call stacks, event stream: no authentication) are unreachable from the network.
+    ``dashboard`` (HOST:PORT) opts in to serving the HTTP endpoints and the dashboard there instead.
 
     Dask's own INFO lines (cluster start and stop, one per worker) are held back for the block unless
     logging is at DEBUG: distributed 2026 logs through the root handlers, which its ``silence_logs``
@@ -229,7 +269,8 @@ def dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
             # llvmpipe renders with a thread per core; with a worker per core, one thread each is faster.
             if workers >= default_workers():
                 os.environ.setdefault("LP_NUM_THREADS", "1")
-            # No dashboard. The scheduler's plain HTTP server starts anyway: on a free port, so that two
+            # Everything on loopback (Dask's HTTP endpoints are unauthenticated). No dashboard unless asked:
+            # the scheduler's plain HTTP server starts anyway, on a free port of 127.0.0.1, so that two
             # runs on one machine do not warn "Port 8787 is already in use".
             # Ctrl-C reaches every process of the terminal's group. Worker processes start with SIGINT
             # ignored (kept across exec; Python then installs no KeyboardInterrupt handler), so only this
@@ -237,8 +278,9 @@ def dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
             main_thread = threading.current_thread() is threading.main_thread()
             old_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
             try:
-                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=":0", scheduler_kwargs={"dashboard": False},
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                       dashboard_address=dashboard or "127.0.0.1:0",
+                                       scheduler_kwargs={"dashboard": dashboard is not None},
                                        silence_logs=logging.WARNING)
             finally:
                 if old_sigint is not None:
@@ -246,6 +288,11 @@ def dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
             client = Client(cluster)
             client.run(_quiet_cancelled_tasks)
         yield client
+    except KeyboardInterrupt:
+        # Closing after Ctrl-C stops workers mid-episode: Dask's warnings about it ("Worker process
+        # still alive after 4.0 seconds, killing", comms closed) say nothing the interrupt line does not.
+        dlog.setLevel(logging.CRITICAL)
+        raise
     finally:
         if client is not None:
             client.close()
@@ -273,7 +320,8 @@ def task_result(fut: Any, what: str) -> Any:
 
 
 def generate(cfg: BombConfig, out: Path, *, workers: int | None = None, scheduler: str | None = None,
-             mode: str = "resume", progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
+             mode: str = "resume", progress: Callable[[Progress], None] | None = None,
+             dashboard: str | None = None) -> dict[str, Any]:
     """Generate ``cfg.generate.n`` successful expert episodes into the store at ``out``.
 
     Args:
@@ -283,6 +331,8 @@ def generate(cfg: BombConfig, out: Path, *, workers: int | None = None, schedule
         scheduler: address of an existing Dask scheduler to use instead of a local cluster.
         mode: ``resume`` (continue a store of the same configuration), ``overwrite`` or ``create``.
         progress: called after every finished episode task.
+        dashboard: HOST:PORT where the local cluster serves Dask's dashboard (default: none, and
+            nothing listens beyond 127.0.0.1).
 
     Returns:
         A JSON-serialisable summary (episodes, attempts, success rate, steps, size, seconds).
@@ -309,16 +359,17 @@ def generate(cfg: BombConfig, out: Path, *, workers: int | None = None, schedule
         "mj_state_dim": mj_state_dim(cfg, max_stones),
         "mj_state_spec": "mjSTATE_INTEGRATION",
     }
+    check_dashboard(dashboard, scheduler)
     check_scheduler(scheduler)  # an unreachable scheduler must fail before --overwrite empties the store
     writer = StoreWriter.open(out, desc, mode=mode)
     try:
-        return _run(cfg, grid, writer, workers or default_workers(), scheduler, progress, t0)
+        return _run(cfg, grid, writer, workers or default_workers(), scheduler, progress, t0, dashboard)
     finally:
         writer.close()
 
 
 def _run(cfg: BombConfig, grid: Any, writer: StoreWriter, workers: int, scheduler: str | None,
-         progress: Callable[[Progress], None] | None, t0: float) -> dict[str, Any]:
+         progress: Callable[[Progress], None] | None, t0: float, dashboard: str | None = None) -> dict[str, Any]:
     from dask.distributed import as_completed
 
     gen = cfg.generate
@@ -401,7 +452,7 @@ def _run(cfg: BombConfig, grid: Any, writer: StoreWriter, workers: int, schedule
         while to_issue > 0:
             handle(run_episode(issue(), cfg, grid, str(shard_dir), gen.seed, in_memory=True))
     else:
-        with dask_client(workers, scheduler) as client:
+        with dask_client(workers, scheduler, dashboard) as client:
             cfg_f = client.scatter(cfg, broadcast=True)
             grid_f = client.scatter(grid, broadcast=True)
             # two episodes in flight per worker thread keep every worker busy; more only costs memory

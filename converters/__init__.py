@@ -13,6 +13,7 @@ JSON-serialisable summary (episodes, frames, bytes, seconds, output path). Heavy
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import logging
 import multiprocessing as mp
@@ -161,6 +162,27 @@ def swap_into_place(tmp: Path, out: Path, recheck: Callable[[], None]) -> None:
         raise
 
 
+#: errno of a write refused for lack of room: no space, quota, file size limit (RLIMIT_FSIZE).
+DISK_FULL = {errno.ENOSPC: "ENOSPC", errno.EDQUOT: "EDQUOT", errno.EFBIG: "EFBIG"}
+
+
+def disk_full(exc: BaseException) -> str | None:
+    """``"No space left on device (ENOSPC)"`` (or the quota or file-size variant) when ``exc``, or an
+    exception it arose from, is a write refused for lack of room; else None. HDF5 reports it as a
+    RuntimeError whose text carries ``errno = 28``."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            return f"{os.strerror(e.errno)} ({DISK_FULL[e.errno]})"
+        for code, name in DISK_FULL.items():
+            if f"errno = {code}," in str(e) or os.strerror(code) in str(e):
+                return f"{os.strerror(code)} ({name})"
+        e = e.__cause__ or e.__context__
+    return None
+
+
 @contextlib.contextmanager
 def staged(final: Path, recheck: Callable[[], None], is_dir: bool) -> Iterator[Path]:
     """Yield a hidden temporary path beside ``final`` (a new directory if ``is_dir``); when the block
@@ -168,7 +190,8 @@ def staged(final: Path, recheck: Callable[[], None], is_dir: bool) -> Iterator[P
     ``final`` again, e.g. :func:`check_replaceable`). On any exception, KeyboardInterrupt included,
     the temporary path is removed, and so are the directories made to hold ``final`` (if still empty);
     ``final`` is untouched. Check ``final`` before the block too: nothing here refuses it before the
-    work is done.
+    work is done. A disk that fills up becomes one ExportError saying so, once the partial output
+    is gone.
     """
     made = [d for d in (final.parent, *final.parent.parents) if not d.exists()]  # deepest first
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -179,13 +202,17 @@ def staged(final: Path, recheck: Callable[[], None], is_dir: bool) -> Iterator[P
         tmp.mkdir()
     try:
         yield tmp
-    except BaseException:
+    except BaseException as exc:
         remove_path(tmp)
         for d in made:
             try:
                 d.rmdir()
             except OSError:  # something else was put there meanwhile
                 break
+        if isinstance(exc, Exception) and (full := disk_full(exc)):
+            before = f"{final.name} is as it was" if final.exists() or final.is_symlink() else "nothing is left"
+            raise ExportError(f"the disk is full: {full} while writing the export to {final}; the partial "
+                              f"export was removed and {before} (free space or choose another --out)") from None
         raise
     swap_into_place(tmp, final, recheck)
 

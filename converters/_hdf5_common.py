@@ -16,6 +16,7 @@ Nothing here imports mujoco or torch: the exporters read only the store (bomb_da
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 from collections import deque
@@ -152,6 +153,110 @@ def staged_path(final: Path, overwrite: bool, what: str, is_ours: Callable[[Path
 
     check()
     return staged(final, check, is_dir)
+
+
+class _RoomGuard(io.RawIOBase):
+    """A file for h5py's file-object driver that hides write failures from HDF5.
+
+    After a failed write (a full disk: ENOSPC, EDQUOT; a file size limit: EFBIG) the HDF5 library
+    is not safe: it retries its metadata flushes on every object it frees, printing a traceback
+    each time, and crashed the process (SIGSEGV) in our trials. So the first failure is recorded and
+    every later write is dropped while reporting success; ``H5Writer`` raises the recorded error at
+    its next ``check()`` or when the file is closed, and the (garbage) file is removed by the caller.
+    """
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.f = open(path, "w+b", buffering=0)  # closed in close()
+        self.error: OSError | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        return self.f.readinto(b) or 0
+
+    def write(self, b: Any) -> int:
+        n = len(memoryview(b).cast("B"))
+        if self.error is None:
+            try:
+                view = memoryview(b).cast("B")
+                while len(view):
+                    view = view[self.f.write(view):]
+            except OSError as exc:
+                self.error = exc
+        return n
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return self.f.seek(pos, whence)
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.error is None:
+            try:
+                return self.f.truncate(size)
+            except OSError as exc:
+                self.error = exc
+        return self.tell() if size is None else size
+
+    def flush(self) -> None:
+        pass  # unbuffered
+
+    def close(self) -> None:
+        if not self.closed:
+            self.f.close()
+        super().close()
+
+
+class H5Writer:
+    """``h5py.File(path, "w")`` that turns a full disk into one ``OSError`` instead of a crash.
+
+    ``with H5Writer(path) as f:`` gives the h5py file; call ``check()`` now and then (e.g. after each
+    episode) to stop soon after a write failed; the error is raised at the latest when the block
+    ends, in place of any error HDF5 reported about the dropped writes.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._raw: _RoomGuard | None = None
+        self._file: Any = None
+
+    def __enter__(self) -> Any:
+        import h5py
+
+        self._raw = _RoomGuard(self.path)
+        try:
+            self._file = h5py.File(self._raw, "w")
+        except BaseException:
+            self._raw.close()
+            raise
+        return self._file
+
+    def check(self) -> None:
+        """Raise the write error recorded so far, if any."""
+        if self._raw is not None and self._raw.error is not None:
+            raise self._raw.error
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            try:
+                self._file.close()
+            except Exception:
+                if self._raw is None or self._raw.error is None:
+                    raise
+            if self._raw is not None and self._raw.error is not None:
+                raise self._raw.error from None
+        finally:
+            if self._raw is not None:
+                self._raw.close()
 
 
 def tree_bytes(p: Path) -> int:

@@ -39,6 +39,7 @@ from bomb_data.errors import ExportError
 
 from . import holds
 from ._hdf5_common import (
+    H5Writer,
     gripper_command01,
     gripper_open01,
     meta_attrs,
@@ -223,7 +224,7 @@ def _is_our_hdf5(p: Path) -> bool:
 
 def _export_robomimic(store: Any, indices: list[int], out: Path, overwrite: bool, workers: int,
                       progress: Callable[[int], None] | None, opts: dict[str, Any]) -> tuple[Path, int]:
-    h5py = _h5py()
+    _h5py()  # h5py is installed, or one line saying how to get it
     final = _robomimic_target(out)
     comp = opts["compression"]
     metas = [store.episodes[i] for i in indices]
@@ -232,7 +233,8 @@ def _export_robomimic(store: Any, indices: list[int], out: Path, overwrite: bool
     split_to_mask = {"train": "train", "val": "valid", "heldout": "heldout"}
     total = 0
     with staged_path(final, overwrite, "a robomimic HDF5 file from bomb-data", _is_our_hdf5, is_dir=False) as tmp:
-        with h5py.File(tmp, "w") as f:
+        room = H5Writer(tmp)  # a full disk: one OSError, not an HDF5 crash
+        with room as f:
             data = f.create_group("data")
             for n, ep in enumerate(ordered_map(_robomimic_episode, indices, workers, _init_worker,
                                                (store.handle, opts))):
@@ -256,6 +258,7 @@ def _export_robomimic(store: Any, indices: list[int], out: Path, overwrite: bool
                                       "expected train, val or heldout")
                 masks[split_to_mask[split]].append(name)
                 total += ep["length"]
+                room.check()
                 if progress is not None:
                     progress(ep["length"])
             data.attrs["total"] = total
@@ -302,14 +305,14 @@ def _pad(arr: NDArray[Any], length: int, zero: bool = False) -> NDArray[Any]:
 def _aloha_episode(job: tuple[int, int, str, int]) -> dict[str, Any]:
     """Worker: write ``episode_{n}.hdf5`` for store episode ``i`` into directory ``d``, padded to ``L``."""
     n, i, d, L = job
-    h5py = _h5py()
+    _h5py()  # h5py is installed, or one line saying how to get it
     store, o = _W["store"], _W["opts"]
     comp = o["compression"]
     ep = store.episode(i)
     T = ep.length
     a = _aloha_arrays(ep, o["fps"])
     path = Path(d) / f"episode_{n}.hdf5"
-    with h5py.File(path, "w") as f:
+    with H5Writer(path) as f:
         f.attrs["sim"] = True
         f.attrs["compress"] = False
         f.attrs["episode_len"] = T
@@ -408,12 +411,12 @@ def robotwin_arrays(ep: Any) -> dict[str, NDArray[np.float64]]:
 def _robotwin_episode(job: tuple[int, int, str]) -> dict[str, Any]:
     """Worker: write ``data/episode{n}.hdf5`` and ``instructions/episode{n}.json`` for store episode ``i``."""
     n, i, d = job
-    h5py = _h5py()
+    _h5py()  # h5py is installed, or one line saying how to get it
     store, o = _W["store"], _W["opts"]
     ep = store.episode(i)
     a = robotwin_arrays(ep)
     root = Path(d)
-    with h5py.File(root / "data" / f"episode{n}.hdf5", "w") as f:
+    with H5Writer(root / "data" / f"episode{n}.hdf5") as f:
         f.attrs["bomb_data"] = json.dumps(provenance(store))
         f.attrs["robotwin_layout"] = "RoboTwin 2.0 collected data (pkl2hdf5, 2025); single arm = right arm"
         f.attrs["store_index"] = i

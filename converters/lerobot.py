@@ -113,11 +113,15 @@ def resolve_preset(preset: str | Mapping[str, str] | Path | None, version: str) 
             raise ExportError(f"lerobot preset file {p} does not exist")
         import yaml
 
-        from bomb_data._yaml import parse_yaml
+        from bomb_data._yaml import MAX_YAML_BYTES, parse_yaml
 
         try:
+            if p.stat().st_size > MAX_YAML_BYTES:
+                raise ValueError(f"{p.stat().st_size} bytes, more than the {MAX_YAML_BYTES} a preset may have")
             text = p.read_text(encoding="utf-8")
             loaded = json.loads(text) if p.suffix.lower() == ".json" else parse_yaml(text)
+        except RecursionError:
+            raise ExportError(f"lerobot preset file {p} cannot be read: nested too deeply") from None
         except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise ExportError(f"lerobot preset file {p} cannot be read: {reason}") from None

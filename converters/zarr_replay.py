@@ -19,11 +19,12 @@ renamed into place when complete.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +78,52 @@ def state_vector(ep: Any) -> np.ndarray:
     return state8(ep["eef_pos"], ep["eef_quat"], ep["gripper_qpos"])
 
 
+def drain_zarr_io() -> None:
+    """Wait for the writes still running on zarr's I/O event loop.
+
+    When one chunk write of an array assignment fails (a full disk), zarr raises at once while the
+    assignment's other chunk writes go on in its I/O thread: they would write into the partial
+    output while it is being removed, and at exit print a traceback per unfinished write.
+    """
+    import asyncio
+
+    from zarr.core import sync as zsync
+
+    loop = zsync.loop[0]
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+
+    async def wait_all() -> None:
+        me = asyncio.current_task()
+        while others := [t for t in asyncio.all_tasks() if t is not me and not t.done()]:
+            await asyncio.gather(*others, return_exceptions=True)
+
+    try:
+        asyncio.run_coroutine_threadsafe(wait_all(), loop).result(timeout=120)
+    except Exception as exc:  # the original error matters more than this cleanup's
+        log.debug("zarr I/O not drained: %s", exc)
+
+
+@contextlib.contextmanager
+def _drained_on_error() -> Iterator[None]:
+    """On an exception, let zarr's pending writes end before it propagates (and the output is removed)."""
+    try:
+        yield
+    except BaseException:
+        drain_zarr_io()
+        raise
+
+
 def _episode(job: tuple[int, int]) -> dict[str, Any]:
     """Worker: write episode ``i``'s frames at rows ``start:start+T``; return its low-dim arrays."""
     start, i = job
     ep = _W["store"].episode(i)
-    for key, cam in IMAGE_KEYS.items():
-        _W["arrays"][key][start:start + ep.length] = resize_frames(ep.images(cam), _W["image_size"])
+    try:
+        for key, cam in IMAGE_KEYS.items():
+            _W["arrays"][key][start:start + ep.length] = resize_frames(ep.images(cam), _W["image_size"])
+    except BaseException:
+        drain_zarr_io()
+        raise
     return {"start": start, "length": ep.length, "state": state_vector(ep),
             "action": np.asarray(ep["action"], np.float32)}
 
@@ -115,7 +156,8 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
     H, W = (image_size, image_size) if image_size else store.image_shape[:2]
     workers = max(1, int(workers))
     t0 = time.perf_counter()
-    with staged_path(out, overwrite, "a Diffusion Policy replay buffer from bomb-data", _is_ours, is_dir=True) as tmp:
+    with staged_path(out, overwrite, "a Diffusion Policy replay buffer from bomb-data", _is_ours,
+                     is_dir=True) as tmp, _drained_on_error():
         root = zarr.open_group(tmp, mode="w", zarr_format=2)
         data = root.require_group("data")
         meta = root.require_group("meta")

@@ -116,3 +116,35 @@ def test_python_policy_exception_marks_error(tmp_path: Path):
                  episodes_per_cell=1, workers=1, videos_per_cell=0)
     r = read_results(tmp_path / "ev" / "results.jsonl")[0]
     assert r["error_kind"] == "policy_exception" and "model exploded" in r["error"] and s["complete"]
+
+
+@pytest.mark.parametrize("protocol,malformed", [
+    ("openpi", "object_dtype"),    # once a segfault (exit 139) of the process decoding it
+    ("openpi", "string_dtype"),
+    ("openpi", "no_dtype"),
+    ("openpi", "short_data"),
+    ("openvla", "object_dtype"),
+    ("openvla", "no_dtype"),       # once a KeyError that aborted the run
+    ("openvla", "empty_scalar"),   # once an IndexError that aborted the run
+    ("openvla", "string_dtype"),
+    ("openvla-oft", "no_dtype"),
+    ("openvla-oft", "object_dtype"),
+])
+def test_malformed_arrays_from_a_server_are_policy_errors(tmp_path: Path, protocol: str, malformed: str):
+    cfg = small_cfg(max_steps=20)
+    with _server(protocol, Faults(malformed=malformed, malformed_after=2), cfg) as srv:
+        s = evaluate(cfg, f"{protocol}://127.0.0.1:{srv.port}", tmp_path / "ev", episodes_per_cell=2, workers=1,
+                     videos_per_cell=0, adapter=PRIV, retries=0, timeout_s=5)
+    rows = read_results(tmp_path / "ev" / "results.jsonl")
+    assert len(rows) == 2 and s["complete"]
+    assert all(r["status"] == "error" and r["error_kind"] == "bad_reply" for r in rows), [r["error"] for r in rows]
+    assert rows[0]["steps"] == 2  # two good replies were executed before the malformed one
+
+
+def test_object_dtype_reply_with_dask_workers_is_a_policy_error(tmp_path: Path):
+    # the default path (worker processes): the reply must not crash the worker and abort the run
+    cfg = small_cfg(max_steps=20)
+    with _server("openpi", Faults(malformed="object_dtype", malformed_after=0), cfg) as srv:
+        s = evaluate(cfg, f"openpi://127.0.0.1:{srv.port}", tmp_path / "ev", episodes_per_cell=2, workers=2,
+                     concurrency=2, videos_per_cell=0, adapter=PRIV, retries=0, timeout_s=5)
+    assert s["complete"] and s["error_kinds"] == {"bad_reply": 2}

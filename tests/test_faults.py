@@ -73,18 +73,18 @@ def resumed_equals_ref(out: Path, ref: Path) -> None:
 POINTS = [
     ("lock-written", False),  # between writing the lock and putting it in place
     ("create-described", False),  # during the first creation
-    ("append-meta:2", False),  # rows and metadata line of episode 1 written, not committed
-    ("after-rename-commit.json:2", False),  # episode 0 committed, nothing after
-    ("create-emptying:3", True),  # during --overwrite's deletion of the old store
+    ("append-meta@2", False),  # rows and metadata line of episode 1 written, not committed
+    ("after-rename-commit.json@2", False),  # episode 0 committed, nothing after
+    ("create-emptying@3", True),  # during --overwrite's deletion of the old store
 ]
 SLOW_POINTS = [
     ("lock-taken", False),
     ("create-done", False),
     ("append-rows", False),
-    ("append-images:2", False),
-    ("before-rename-commit.json:2", False),
-    ("before-rename-commit.json:3", False),
-    ("after-rename-commit.json:3", False),
+    ("append-images@2", False),
+    ("before-rename-commit.json@2", False),
+    ("before-rename-commit.json@3", False),
+    ("after-rename-commit.json@3", False),
     ("create-emptying", True),
     ("create-described", True),
     ("before-rename-.creating", True),

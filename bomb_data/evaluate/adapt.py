@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..rotations import state8
 from .protocol import PolicyFailure, policy_seed
@@ -63,6 +63,39 @@ class AdapterConfig(BaseModel):
                                      description="actions of a chunk executed before re-asking (None = all)")
     settle_steps: int = Field(0, ge=0, le=100, description="no-op steps (gripper open) before the policy acts")
     action_scale: float = Field(1.0, gt=0, description="multiply translation and rotation deltas")
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _template_has_instruction(cls, v: str) -> str:
+        problem = prompt_template_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+
+def prompt_template_problem(template: str) -> str | None:
+    """What is wrong with a prompt template, or None: it must use ``{instruction}`` (at least once)
+    and no other field, with balanced braces (``{{`` and ``}}`` for literal ones)."""
+    import string
+
+    try:
+        fields = [f for _, f, spec, _ in string.Formatter().parse(template) if f is not None]
+        specs = [spec for _, f, spec, _ in string.Formatter().parse(template) if f is not None and spec]
+    except ValueError as exc:
+        return f"malformed braces ({exc}); write {{{{ and }}}} for literal braces"
+    unknown = sorted({f for f in fields if f != "instruction"})
+    if unknown:
+        return (f"unknown field(s) {', '.join('{' + f + '}' for f in unknown)}; only {{instruction}} is filled "
+                "in (write {{ and }} for literal braces)")
+    if "instruction" not in fields:
+        return "expected {instruction} in the template, where the task's instruction goes"
+    if any("{" in sp for sp in specs):
+        return "a nested field in a format spec; only {instruction} is filled in"
+    try:
+        template.format(instruction="x")
+    except (ValueError, KeyError, IndexError, AttributeError) as exc:
+        return f"cannot be filled in ({type(exc).__name__}: {exc})"
+    return None
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -185,6 +218,20 @@ def encode_gripper(g: NDArray[np.float64], mode: str) -> NDArray[np.float64]:
     return g
 
 
+def _numeric(raw: Any) -> NDArray[np.float64]:
+    """``raw`` as float64 if it holds numbers only (no strings, None, objects), else ``bad_reply``."""
+    try:
+        a = np.asarray(raw)
+        if a.dtype.kind == "O":  # e.g. a list mixing floats and numpy scalars: numbers only
+            if not all(isinstance(x, (int, float, np.integer, np.floating)) for x in a.flat):
+                raise TypeError("holds values that are not numbers")
+        elif a.dtype.kind not in "biuf":
+            raise TypeError(f"dtype {a.dtype}")
+        return a.astype(np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise PolicyFailure("bad_reply", f"action is not numeric ({str(exc)[:200]})") from None
+
+
 def to_action_chunk(raw: Any, cfg: AdapterConfig) -> NDArray[np.float32]:
     """Validate a policy output and turn it into canonical actions to execute, (k, 7).
 
@@ -197,10 +244,7 @@ def to_action_chunk(raw: Any, cfg: AdapterConfig) -> NDArray[np.float32]:
         if "actions" not in raw:
             raise PolicyFailure("bad_reply", f"reply has no 'actions' (keys: {sorted(map(str, raw))[:8]})")
         raw = raw["actions"]
-    try:
-        a = np.asarray(raw, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise PolicyFailure("bad_reply", f"action is not numeric ({exc})") from None
+    a = _numeric(raw)
     if a.ndim == 1:
         a = a[None]
     if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] != ACTION_DIM:

@@ -41,6 +41,9 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
 @click.option("--concurrency", type=click.IntRange(min=1), default=2, show_default=True,
               help="Remote policies: concurrent clients (episodes in flight) against the one server.")
 @click.option("--scheduler", default=None, help="Address of an existing Dask scheduler (tcp://host:8786).")
+@click.option("--dashboard", default=None, metavar="HOST:PORT",
+              help="Serve the local Dask cluster's dashboard there (unauthenticated) [default: none; nothing "
+                   "listens beyond 127.0.0.1].")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Output directory [default: data/eval/<policy>].")
 @click.option("--overwrite", is_flag=True, help="Discard earlier results in --out instead of resuming.")
@@ -96,14 +99,23 @@ def _eval(policy: str, grid: str, k: int, seed: int, workers: int | None, concur
           prompt_template: str | None, gripper: str | None, binarize_gripper: bool | None, replan_steps: int | None,
           settle_steps: int | None, send_episode_id: bool | None, send_privileged: bool | None,
           unnorm_key: str | None, timeout_s: float,
-          retries: int, max_error_rate: float | None, videos_per_cell: int, quiet: bool) -> None:
+          retries: int, max_error_rate: float | None, videos_per_cell: int, quiet: bool,
+          dashboard: str | None = None) -> None:
     """Evaluate a policy in closed loop across a perturbation grid (success with 95% intervals, report, videos)."""
     from tqdm import tqdm
 
     from ..config import load_config
+    from ..generate import check_dashboard
     from .policies import parse_policy_spec
     from .runner import evaluate
 
+    check_dashboard(dashboard, scheduler)
+    if prompt_template is not None:
+        from ..errors import ConfigError
+        from .adapt import prompt_template_problem
+
+        if problem := prompt_template_problem(prompt_template):
+            raise ConfigError(f"--prompt-template {prompt_template!r}: {problem}")
     spec = parse_policy_spec(policy)
     sim: dict[str, Any] = {}
     if render_size is not None:
@@ -133,7 +145,7 @@ def _eval(policy: str, grid: str, k: int, seed: int, workers: int | None, concur
         summary = evaluate(cfg, policy, out, grid=grid, episodes_per_cell=k, seed=seed, workers=workers,
                            concurrency=concurrency, scheduler=scheduler, adapter=adapter, unnorm_key=unnorm_key,
                            videos_per_cell=videos_per_cell, timeout_s=timeout_s, retries=retries,
-                           overwrite=overwrite, progress=on_progress)
+                           overwrite=overwrite, progress=on_progress, dashboard=dashboard)
     o = summary["overall"]
     brief = {"out": str(out), "policy": policy, "grid": (summary.get("grid") or {}).get("name"),
              "episodes": summary["episodes"], "completed": o["n"], "errors": o["n_error"],

@@ -33,6 +33,7 @@ import numpy as np
 
 from .. import _gl  # noqa: F401  (MUJOCO_GL before mujoco)
 from .._cpus import default_workers
+from .._fault import armed, fault_point, kill_now
 from ..config import BombConfig
 from ..errors import BombDataError, ConfigError, EpisodeError, PolicyError
 from .adapt import AdapterConfig, adapt_observation, to_action_chunk
@@ -47,7 +48,8 @@ SUMMARY = "summary.json"
 REPORT = "report.html"
 RUN_FILE = "run.json"
 #: Everything an evaluation writes into its --out.
-OUR_FILES = {RESULTS, SUMMARY, REPORT, RUN_FILE, "videos", SUMMARY + ".tmp", "results.tmp", "report.tmp"}
+OUR_FILES = {RESULTS, SUMMARY, REPORT, RUN_FILE, "videos", SUMMARY + ".tmp", "results.tmp", "report.tmp",
+             RESULTS + ".tmp", RUN_FILE + ".tmp"}
 
 
 @dataclass(frozen=True)
@@ -338,33 +340,96 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     rows = []
     if not path.exists():
         return rows
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
             log.warning("%s: dropping an incomplete line", path)
+            continue
+        if isinstance(row, dict) and "episode_id" in row:
+            rows.append(row)
+        else:
+            log.warning("%s: dropping a line that is not a result row", path)
     return rows
 
 
-class _ResultsWriter:
-    """Appends one JSON line per finished episode, flushed and fsynced (resumable after a crash)."""
-
-    def __init__(self, path: Path, keep: list[dict[str, Any]]):
-        # rewrite without a possibly truncated last line, so appends start on a fresh line
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
+def write_atomic(path: Path, text: str, fault: str | None = None) -> None:
+    """Replace ``path`` by ``text`` all at once: a temporary file beside it, fsynced, then renamed over
+    it (and the directory fsynced), so a crash at any moment leaves the old or the new content.
+    ``fault`` names the crash-test point between writing the temporary file and renaming it."""
+    tmp = path.with_name(path.name + ".tmp")
+    data = text.encode("utf-8")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data[: len(data) // 2])
+            if fault is not None:
+                f.flush()
+                fault_point(fault)  # half written: the old file must still be whole
+            f.write(data[len(data) // 2:])
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # e.g. a full disk: give its room back
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. a platform without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class _ResultsWriter:
+    """Appends one JSON line per finished episode, flushed and fsynced (resumable after a crash).
+
+    Rows already in the file are never removed: a torn last line (a crash mid-append) is the only
+    thing dropped, by rewriting the file atomically without it before the first append.
+    """
+
+    def __init__(self, path: Path):
+        if path.exists():
+            text = path.read_bytes().decode("utf-8", errors="replace")
+            lines = [ln for ln in text.splitlines() if ln.strip()]
+            good = [ln for ln in lines if _is_row(ln)]
+            if len(good) != len(lines) or (text and not text.endswith("\n")):
+                for ln in lines:
+                    if not _is_row(ln):
+                        log.warning("%s: dropping an incomplete line (its episode runs again)", path)
+                write_atomic(path, "".join(ln + "\n" for ln in good))
         self.f = path.open("a", encoding="utf-8")
 
     def write(self, row: dict[str, Any]) -> None:
-        self.f.write(json.dumps(row) + "\n")
+        line = json.dumps(row) + "\n"
+        if armed("eval.results.append"):  # crash test: a torn line, as a kill mid-write leaves
+            self.f.write(line[: len(line) // 2])
+            self.f.flush()
+            kill_now()
+        self.f.write(line)
         self.f.flush()
         os.fsync(self.f.fileno())
+        fault_point("eval.results.appended")
 
     def close(self) -> None:
         self.f.close()
+
+
+def _is_row(line: str) -> bool:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(row, dict) and "episode_id" in row
 
 
 # ---------------------------------------------------------------------------------------- client
@@ -403,12 +468,14 @@ def _key_change(prev: dict[str, Any], key: dict[str, Any], sim_meta: dict[str, A
 
 
 def _prior_results(out: Path, run_key: dict[str, Any], sim_meta: dict[str, Any], overwrite: bool
-                   ) -> list[dict[str, Any]]:
-    """Make ``out`` ready for the run ``run_key``; return the result rows of an earlier run of it to keep.
+                   ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Make ``out`` ready for the run ``run_key``; return the result rows of an earlier run of it to keep
+    and that run's record (``run.json``), or ``([], None)``.
 
     Raises:
-        ConfigError: ``out`` holds other files, a damaged ``run.json``, or results of another run
-            (the line says what differs) or of other versions, and ``overwrite`` is not given.
+        ConfigError: ``out`` holds other files, a damaged or missing ``run.json`` beside results, or
+            results of another run (the line says what differs) or of other versions, and ``overwrite``
+            is not given.
     """
     from ..generate import versions
     from ..store.writer import result_version_change
@@ -424,9 +491,12 @@ def _prior_results(out: Path, run_key: dict[str, Any], sim_meta: dict[str, Any],
     if overwrite:
         for p in (res_path, out / SUMMARY, out / REPORT):
             p.unlink(missing_ok=True)
-        return []
+        return [], None
     if not run_path.exists():
-        return []
+        if rows := read_results(res_path):  # never happens by itself: run.json is written first
+            raise ConfigError(f"{out} holds {len(rows)} results but no {RUN_FILE} saying which run made them; "
+                              "use --overwrite to start the evaluation again, or another --out")
+        return [], None
     try:
         prev = json.loads(run_path.read_text(encoding="utf-8"))
         if not isinstance(prev, dict):
@@ -440,14 +510,14 @@ def _prior_results(out: Path, run_key: dict[str, Any], sim_meta: dict[str, Any],
     if change := result_version_change(prev.get("versions"), versions()):
         raise ConfigError(f"{out} holds results made with {change}: the episodes would differ, so one "
                           "success rate would mix two simulators; use --overwrite or another --out")
-    return read_results(res_path)
+    return read_results(res_path), prev
 
 
 def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", episodes_per_cell: int = 10,
              seed: int = 0, workers: int | None = None, concurrency: int = 2, scheduler: str | None = None,
              adapter: dict[str, Any] | None = None, unnorm_key: str | None = None, videos_per_cell: int = 1,
              timeout_s: float = 60.0, retries: int = 3, backoff_s: float = 0.5, overwrite: bool = False,
-             progress: Callable[[EvalProgress], None] | None = None) -> dict[str, Any]:
+             progress: Callable[[EvalProgress], None] | None = None, dashboard: str | None = None) -> dict[str, Any]:
     """Evaluate ``policy`` in closed loop and write ``results.jsonl``, ``summary.json``, ``report.html``.
 
     Args:
@@ -467,6 +537,8 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
         timeout_s, retries, backoff_s: remote policy calls.
         overwrite: discard earlier results in ``out`` instead of resuming.
         progress: called after every finished episode.
+        dashboard: HOST:PORT where a local cluster serves Dask's dashboard (default: none; nothing
+            listens beyond 127.0.0.1).
 
     Returns:
         The summary (also written to ``summary.json``).
@@ -518,8 +590,9 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
             update={"max_steps": cfg.sim.max_steps + acfg.settle_steps})})
     # Check the policy and the Dask scheduler before starting anything (and before --overwrite empties
     # --out): unreachable servers and bad modules fail here.
-    from ..generate import check_scheduler
+    from ..generate import check_dashboard, check_scheduler
 
+    check_dashboard(dashboard, scheduler)
     check_scheduler(scheduler)
     probe = None
     if spec.kind != "python" or (workers or 1) == 1:
@@ -548,11 +621,13 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
                 "control_hz": cfg.sim.control_hz}
     created = not out.exists()
     try:
-        prev_rows = _prior_results(out, run_key, sim_meta, overwrite)
+        prev_rows, prev_meta = _prior_results(out, run_key, sim_meta, overwrite)
     except BaseException:
         if probe is not None:
             probe.close()
         raise
+    # Rows of episodes outside this plan (a smaller --episodes-per-cell than before) stay in
+    # results.jsonl, unreported: results are only ever appended, never deleted without --overwrite.
     wanted = {e.episode_id for e in episodes}
     done_ids = {r["episode_id"] for r in prev_rows}
     keep = [r for r in prev_rows if r["episode_id"] in wanted]
@@ -561,9 +636,9 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "episodes_per_cell": episodes_per_cell, "episodes_planned": len(episodes),
             "privileged": privileged, **grid_meta, **sim_meta}
-    run_path.write_text(json.dumps(meta, indent=2, default=str))
+    _write_run_file(run_path, meta, prev_meta)
     run = RunSettings(cfg, policy, acfg, str(out), unnorm_key, timeout_s, retries, backoff_s)
-    writer = _ResultsWriter(res_path, keep)
+    writer = _ResultsWriter(res_path)
     log.info("eval %s on %s: %d episodes to run, %d already done", policy, grid_desc["name"], len(todo), len(keep))
     counts = {"done": len(keep), "succ": sum(1 for r in keep if r.get("success")),
               "err": sum(1 for r in keep if r.get("status") == "error")}
@@ -590,7 +665,7 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
                 probe.close()
                 probe = None
             _run_dask(run, todo, n_proc, scheduler, finished,
-                      max_running=concurrency if spec.remote else None)
+                      max_running=concurrency if spec.remote else None, dashboard=dashboard)
     except KeyboardInterrupt:
         interrupted = True
         raise
@@ -603,8 +678,18 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
             probe.close()
         if out.is_dir() and run_path.exists():
             summary = finalize(out, complete=not interrupted and counts["done"] >= len(episodes),
-                               seconds=time.perf_counter() - t0)
+                               seconds=time.perf_counter() - t0, episode_ids=wanted)
     return summary
+
+
+def _write_run_file(path: Path, meta: dict[str, Any], prev: dict[str, Any] | None) -> None:
+    """Record the run in ``run.json`` (atomically), only if the record changes: a resumed run keeps
+    the first run's ``created``, so rerunning the same command never rewrites it."""
+    if prev is not None and prev.get("created"):
+        meta = {**meta, "created": prev["created"]}
+    if json.loads(json.dumps(meta, default=str)) == prev:
+        return
+    write_atomic(path, json.dumps(meta, indent=2, default=str), fault="eval.run_json")
 
 
 def _run_local(run: RunSettings, todo: list[EpisodeSpec], policy: Any,
@@ -630,7 +715,8 @@ def _set_retries(policy: Any, retries: int) -> None:
 
 
 def _run_dask(run: RunSettings, todo: list[EpisodeSpec], n_proc: int, scheduler: str | None,
-              finished: Callable[[dict[str, Any]], None], max_running: int | None = None) -> None:
+              finished: Callable[[dict[str, Any]], None], max_running: int | None = None,
+              dashboard: str | None = None) -> None:
     """Run ``todo`` on Dask, with a bounded number of episodes in flight so an interrupt loses little:
     two per worker thread; on a local cluster of ``n_proc`` workers that is ``2 * n_proc``, on
     ``scheduler`` it is read from the cluster after every episode (so it follows a cluster that
@@ -641,7 +727,7 @@ def _run_dask(run: RunSettings, todo: list[EpisodeSpec], n_proc: int, scheduler:
 
     if not todo:
         return
-    with dask_client(n_proc, scheduler) as client:
+    with dask_client(n_proc, scheduler, dashboard) as client:
 
         def limit() -> int:
             if scheduler is None:
@@ -672,12 +758,20 @@ def _run_dask(run: RunSettings, todo: list[EpisodeSpec], n_proc: int, scheduler:
             fill()
 
 
-def finalize(out: Path, complete: bool = True, seconds: float | None = None) -> dict[str, Any]:
-    """(Re)write ``summary.json`` and ``report.html`` from ``results.jsonl`` and ``run.json``."""
+def finalize(out: Path, complete: bool = True, seconds: float | None = None,
+             episode_ids: set[str] | None = None) -> dict[str, Any]:
+    """(Re)write ``summary.json`` and ``report.html`` from ``results.jsonl`` and ``run.json``.
+
+    ``episode_ids``: report only these episodes (the run's plan); other rows stay in the file and
+    are counted as ``episodes_not_reported``.
+    """
     from .report import write_report
 
     out = Path(out)
     rows = read_results(out / RESULTS)
+    n_all = len(rows)
+    if episode_ids is not None:
+        rows = [r for r in rows if r["episode_id"] in episode_ids]
     meta = json.loads((out / RUN_FILE).read_text()) if (out / RUN_FILE).exists() else {}
     summary: dict[str, Any] = {
         "policy": meta.get("key", {}).get("policy"),
@@ -695,11 +789,10 @@ def finalize(out: Path, complete: bool = True, seconds: float | None = None) -> 
         **comparability(meta.get("privileged"), meta.get("key", {}).get("adapter")),
         **aggregate(rows, meta.get("grid_axes")),
     }
+    summary["episodes_not_reported"] = n_all - len(rows)
     if seconds is not None:
         summary["seconds_this_run"] = round(seconds, 2)
-    tmp = out / (SUMMARY + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2, default=str))
-    os.replace(tmp, out / SUMMARY)
+    write_atomic(out / SUMMARY, json.dumps(summary, indent=2, default=str), fault="eval.summary")
     write_report(out / REPORT, summary, rows)
     differ = (summary.get("replay") or {}).get("different_outcome")
     if differ:

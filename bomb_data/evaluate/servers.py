@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
 import numpy as np
 
 from .adapt import encode_gripper
@@ -48,6 +49,8 @@ class Faults:
         nan_after: from this request on, answer actions full of NaN.
         wrong_shape_after: from this request on, answer actions of shape (H, 5).
         delay_s: sleep this long before each answer.
+        malformed: from request ``malformed_after`` on, answer this malformed reply (a key of
+            ``MALFORMED``), bytes a buggy or hostile server could send.
     """
 
     drop_after: int | None = None
@@ -55,6 +58,35 @@ class Faults:
     nan_after: int | None = None
     wrong_shape_after: int | None = None
     delay_s: float = 0.0
+    malformed: str | None = None
+    malformed_after: int = 0
+
+
+def _np_map(data: bytes, dtype: Any, shape: list[int]) -> dict[bytes, Any]:
+    m: dict[bytes, Any] = {b"__ndarray__": True, b"data": data, b"shape": shape}
+    if dtype is not None:
+        m[b"dtype"] = dtype
+    return m
+
+
+def _json_np(data: bytes, dtype: Any, shape: list[int]) -> dict[str, Any]:
+    import base64
+
+    m: dict[str, Any] = {"__numpy__": base64.b64encode(data).decode(), "shape": shape}
+    if dtype is not None:
+        m["dtype"] = dtype
+    return m
+
+
+#: Malformed action arrays, as (raw bytes, dtype or None, shape): the servers encode them without
+#: any check, in their protocol's array format.
+MALFORMED: dict[str, tuple[bytes, Any, list[int]]] = {
+    "object_dtype": (bytes(range(56)), "|O", [1, 7]),   # pointers made of the sender's bytes
+    "string_dtype": (b"1.0 " * 7, "|S4", [1, 7]),       # numbers as text
+    "no_dtype": (bytes(28), None, [1, 7]),
+    "empty_scalar": (b"", "<f4", []),
+    "short_data": (bytes(8), "<f4", [1, 7]),            # fewer bytes than the shape needs
+}
 
 
 class ServedPolicy:
@@ -110,6 +142,8 @@ class ServedPolicy:
             return n, "nan"
         if f.wrong_shape_after is not None and n >= f.wrong_shape_after:
             return n, "shape"
+        if f.malformed is not None and n >= f.malformed_after:
+            return n, "malformed"
         return n, None
 
     def infer(self, obs: dict[str, Any], fault: str | None = None) -> np.ndarray:
@@ -173,6 +207,9 @@ class OpenPIServer:
             if fault == "drop":
                 ws.socket.shutdown(socket.SHUT_RDWR)  # abrupt, no close frame: like a crashed server
                 return
+            if fault == "malformed":
+                ws.send(msgpack.packb({"actions": _np_map(*MALFORMED[self.served.faults.malformed or ""])}))
+                continue
             try:
                 t0 = time.monotonic()
                 actions = self.served.infer(unpackb(msg), fault)
@@ -228,6 +265,11 @@ class OpenVLAServer:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 double = False
+                if fault == "malformed":
+                    reply = _json_np(*MALFORMED[served_.faults.malformed or ""])
+                    text = json.dumps([reply] if oft else reply)  # OFT answers a list of actions
+                    self._answer(text.encode())
+                    return
                 try:
                     payload = json_loads(body)
                     if isinstance(payload, dict) and "encoded" in payload:
@@ -238,7 +280,9 @@ class OpenVLAServer:
                 except Exception:  # as deploy.py: log, answer "error"
                     log.error("openvla server: %s", traceback.format_exc())
                     text = json.dumps("error")
-                data = text.encode()
+                self._answer(text.encode())
+
+            def _answer(self, data: bytes) -> None:
                 try:
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")

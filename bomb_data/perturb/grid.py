@@ -175,6 +175,9 @@ class Grid:
         where = f"grid {self.source}"
         if spec.mode == "nominal" and spec.axes:
             raise ConfigError(f"{where}: axes: expected none in mode nominal, given {', '.join(spec.axes)}")
+        if spec.mode != "nominal" and not spec.axes:  # else silently one nominal cell
+            raise ConfigError(f"{where}: axes: expected at least one axis in mode {spec.mode}, given none "
+                              "(mode: nominal is the nominal episode alone)")
         self.levels: dict[str, list[Level]] = {}
         for axis_name, aspec in spec.axes.items():
             self.levels[axis_name] = self._resolve_axis(axis_name, aspec, f"{where}: axes")

@@ -72,7 +72,7 @@ class OpenVLARestClient:
             out = json_loads(text)
             if self.double_encode and isinstance(out, str) and out != "error":
                 out = json_loads(out)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:  # any way a foreign reply can be malformed
             raise PolicyFailure("bad_reply", f"{self.url}: reply is not json-numpy ({exc})") from None
         if isinstance(out, str):
             raise PolicyFailure("server_error", f"{self.url} answered {out[:100]!r} (see the server's log)")

@@ -6,6 +6,10 @@
 - OpenVLA REST: JSON where numpy arrays are objects ``{"__numpy__": base64 of the C-ordered bytes,
   "dtype": numpy descr string, "shape": [...]}`` (the ``json-numpy`` package that OpenVLA's
   ``deploy.py`` patches into ``json``); a shape of ``[]`` is a scalar.
+
+Decoding a foreign message refuses (``ValueError``) an array whose dtype is missing, unknown or
+holds Python objects, whose bytes do not fill its shape, or a scalar that is not one item: such
+arrays would crash the process or escape as KeyError/IndexError.
 """
 
 from __future__ import annotations
@@ -32,11 +36,42 @@ def _pack_default(obj: Any) -> Any:
     raise TypeError(f"msgpack-numpy: cannot serialise {type(obj).__name__}")
 
 
+def _plain_dtype(descr: Any) -> np.dtype:
+    """The dtype a foreign message names, if it holds no Python objects.
+
+    An object array made over received bytes would hold the sender's bytes as pointers: reading
+    it crashes the process (a segfault, not an exception). Such arrays are refused here.
+
+    Raises:
+        ValueError: no dtype, an unknown one, or one holding objects.
+    """
+    if descr is None:
+        raise ValueError("array without a dtype")
+    if isinstance(descr, bytes):
+        descr = descr.decode("ascii", errors="replace")
+    if not isinstance(descr, (str, list)):
+        raise ValueError(f"dtype must be a string, got {type(descr).__name__}")
+    try:
+        dt = np.dtype(descr) if isinstance(descr, str) else np.lib.format.descr_to_dtype(
+            [tuple(x) for x in descr])
+    except (TypeError, ValueError, SyntaxError) as exc:
+        raise ValueError(f"unknown dtype {str(descr)[:40]!r} ({exc})") from None
+    if dt.hasobject:
+        raise ValueError(f"dtype {dt} holds Python objects, which no server can send")
+    return dt
+
+
 def _unpack_hook(obj: dict[Any, Any]) -> Any:
     if b"__ndarray__" in obj:
-        return np.ndarray(buffer=obj[b"data"], dtype=np.dtype(obj[b"dtype"]), shape=obj[b"shape"])
+        shape = obj.get(b"shape")
+        if not isinstance(shape, (list, tuple)) or not all(isinstance(n, int) for n in shape):
+            raise ValueError(f"array shape must be a list of integers, got {shape!r}"[:120])
+        data = obj.get(b"data")
+        if not isinstance(data, bytes):
+            raise ValueError("array data must be bytes")
+        return np.ndarray(buffer=data, dtype=_plain_dtype(obj.get(b"dtype")), shape=tuple(shape))
     if b"__npgeneric__" in obj:
-        return np.dtype(obj[b"dtype"]).type(obj[b"data"])
+        return _plain_dtype(obj.get(b"dtype")).type(obj.get(b"data"))
     return obj
 
 
@@ -63,11 +98,22 @@ def _json_default(obj: Any) -> Any:
 
 def _json_hook(d: dict[str, Any]) -> Any:
     if "__numpy__" in d:
-        descr = d["dtype"]
-        dt = np.lib.format.descr_to_dtype(descr if isinstance(descr, str) else [tuple(x) for x in descr])
-        arr = np.frombuffer(base64.b64decode(d["__numpy__"]), dtype=dt)
+        dt = _plain_dtype(d.get("dtype"))
+        try:
+            raw = base64.b64decode(d["__numpy__"], validate=True)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"array data is not base64 ({exc})") from None
+        if len(raw) % dt.itemsize:
+            raise ValueError(f"{len(raw)} bytes are not a whole number of {dt} items")
+        arr = np.frombuffer(raw, dtype=dt)
         shape = d.get("shape") or []
-        return arr.reshape(shape) if shape else arr[0]
+        if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+            raise ValueError(f"array shape must be a list of integers, got {shape!r}"[:120])
+        if not shape:  # a scalar: exactly one item
+            if arr.size != 1:
+                raise ValueError(f"a scalar holds {arr.size} items")
+            return arr[0]
+        return arr.reshape(shape)
     return d
 
 
