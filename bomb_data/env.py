@@ -8,7 +8,11 @@ Actions: the canonical 7-D delta end-effector action (docs/conventions.md).
 
 ``info`` carries the privileged state the scripted expert uses (``info["privileged"]``), the ground
 truth for grounding studies (``target``, ``target_px`` per camera, and segmentation masks when the
-env was made with ``masks=True``), and at the end ``success`` and ``failure_reason``.
+env was made with ``masks=True``), and at the end ``success`` and ``failure_reason``. The info of
+``reset`` also says what the agentview picture shows of the board (``env.reset_view``, recorded with
+every episode): ``board_visible_fraction``, ``target_visible`` and ``hidden_intersections`` (None
+when the env renders no images) and ``line_spacing_px`` / ``line_spacing_px_min`` (pixels between
+neighbouring board lines, median and smallest).
 Nothing that marks the target is ever drawn into an observation image.
 """
 

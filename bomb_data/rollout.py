@@ -87,6 +87,7 @@ def rollout_expert(env: GoPlaceEnv, cfg: BombConfig, params: EpisodeParams, seed
         "failure_reason": info.get("failure_reason"),
         "placement_error_m": float(info["placement_error_m"]),
         "chosen_intersection": list(info["chosen_intersection"]),
+        **env.reset_view,  # what the agentview picture showed of the board at reset
     }
     rec = EpisodeRecord(steps=steps, mj_state=np.asarray(states, dtype=np.float64), jpeg=jpeg, meta=meta)
     return rec, {"success": meta["success"], "steps": len(states), "seconds": time.perf_counter() - t0}

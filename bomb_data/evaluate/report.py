@@ -148,6 +148,10 @@ td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3
 .warn{background:#fff3cd;padding:8px;border:1px solid #e0c36c}code{background:#f6f6f6;padding:1px 3px}"""
 
 
+def _min_visible(s: dict[str, Any]) -> float | None:
+    return (s.get("board_visible_fraction") or {}).get("min")
+
+
 def render_html(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     """The report page for ``summary`` (from ``metrics.aggregate`` + run metadata) and its rows."""
     o = summary["overall"]
@@ -186,7 +190,8 @@ def render_html(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
                            [r.get("placement_error_mm") for r in rows if r.get("status") == "ok"], "mm"))
     h.append("</div><h2>Per cell</h2><table id='cells'><tr><th>cell</th><th>held out</th><th>n</th><th>successes</th>"
              "<th>success</th><th>CI low</th><th>CI high</th><th>errors</th><th>median error (mm)</th>"
-             "<th>median error (cells)</th><th>failures</th></tr>")
+             "<th>median error (cells)</th><th>px per line</th><th>board visible (min)</th>"
+             "<th>target hidden</th><th>failures</th></tr>")
     for cid, s in summary.get("per_cell", {}).items():
         h.append(f"<tr data-cell='{_E(cid)}'><td class='l'>{_E(cid)}</td><td>{'yes' if s['heldout'] else ''}</td>"
                  f"<td data-key='n'>{s['n']}</td><td data-key='successes'>{s['successes']}</td>"
@@ -196,6 +201,9 @@ def render_html(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
                  f"<td data-key='n_error'>{s['n_error']}</td>"
                  f"<td data-key='median_error_mm'>{_num(s['placement_error_mm']['median'])}</td>"
                  f"<td>{_num(s['placement_error_cells']['median'], 2)}</td>"
+                 f"<td data-key='line_spacing_px'>{_num(s.get('line_spacing_px', {}).get('median'))}</td>"
+                 f"<td data-key='board_visible_min'>{_pct(_min_visible(s))}</td>"
+                 f"<td data-key='target_hidden'>{s.get('target_hidden', '–')}</td>"
                  f"<td class='l'>{_E(', '.join(f'{k} {v}' for k, v in s['failure_reasons'].items()))}</td></tr>")
     h.append("</table>")
     vids = [r for r in rows if r.get("video")]
