@@ -14,10 +14,10 @@ elevation. Its distance is the largest that satisfies both:
   the agentview picture must see it).
 
 The aim point is moved (on the table plane) until the box around board and tray is centred in the
-picture. On boards of 7 x 7 and larger the first condition decides: the board's extent is
+picture. On boards of 8 x 8 and larger the first condition decides: the board's extent is
 ``BOARD_SHARE`` of the frame at every size. On smaller boards the tray (10 cm wide, as for every
-board) would leave the picture, so the camera stands farther and the board's share is smaller
-(docs/perturbations.md gives the figures). ``camera_distance_scale`` multiplies the fitted distance
+board) would leave the picture, so the camera stands farther and the board's share is smaller:
+0.51 of the frame on 3 x 3, 0.61 on 5 x 5, 0.67 on 7 x 7 (docs/perturbations.md gives the figures). ``camera_distance_scale`` multiplies the fitted distance
 afterwards (the ``camera_distance`` axis).
 """
 
