@@ -17,8 +17,8 @@ The aim point is moved (on the table plane) until the box around board and tray 
 picture. On boards of 8 x 8 and larger the first condition decides: the board's extent is
 ``BOARD_SHARE`` of the frame at every size. On smaller boards the tray (10 cm wide, as for every
 board) would leave the picture, so the camera stands farther and the board's share is smaller:
-0.51 of the frame on 3 x 3, 0.61 on 5 x 5, 0.67 on 7 x 7 (docs/perturbations.md gives the figures). ``camera_distance_scale`` multiplies the fitted distance
-afterwards (the ``camera_distance`` axis).
+0.51 of the frame on 3 x 3, 0.61 on 5 x 5, 0.67 on 7 x 7 (docs/perturbations.md gives the figures).
+``camera_distance_scale`` multiplies the fitted distance afterwards (the ``camera_distance`` axis).
 """
 
 from __future__ import annotations
