@@ -23,6 +23,7 @@ board) would leave the picture, so the camera stands farther and the board's sha
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -87,35 +88,49 @@ def frame_agentview(board_corners: NDArray, tray_corners: NDArray, elevation_deg
                     board_share: float = BOARD_SHARE, margin: float = FRAME_MARGIN
                     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Camera position (3,) and rotation (3, 3) (columns: camera axes in the world) that frame the
-    board (corners (4, 3)) and the tray (corners (k, 3)) as the module docstring says."""
-    board = np.asarray(board_corners, float)
-    union = np.concatenate([board, np.asarray(tray_corners, float)])
+    board (corners (4, 3)) and the tray (corners (k, 3)) as the module docstring says.
+
+    A pure function of its arguments, cached (episodes of a grid share few distinct framings)."""
+    key = (tuple(np.round(np.asarray(board_corners, float), 12).ravel().tolist()),
+           tuple(np.round(np.asarray(tray_corners, float), 12).ravel().tolist()),
+           float(elevation_deg), float(azimuth_deg), float(fovy_deg), float(aspect), float(distance_scale),
+           float(board_share), float(margin))
+    pos, R = _frame(*key)
+    return pos.copy(), R.copy()
+
+
+@functools.lru_cache(maxsize=512)
+def _frame(board_flat: tuple[float, ...], tray_flat: tuple[float, ...], elevation_deg: float, azimuth_deg: float,
+           fovy_deg: float, aspect: float, distance_scale: float, board_share: float, margin: float
+           ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    board = np.array(board_flat).reshape(-1, 3)
+    union = np.concatenate([board, np.array(tray_flat).reshape(-1, 3)])
     tan_v = math.tan(math.radians(fovy_deg) / 2)
     tan_h = tan_v * aspect
     direction = view_direction(elevation_deg, azimuth_deg)
+    R = look_at_matrix(direction, np.zeros(3))  # the camera looks along -direction wherever it stands
     aim = board.mean(0)
+    nb = len(board)
 
-    def fit(dist: float, aim: NDArray) -> tuple[float, NDArray, NDArray]:
-        pos = aim + direction * dist
-        R = look_at_matrix(pos, aim)
-        b = normalized(board, pos, R, tan_h, tan_v)
-        u = normalized(union, pos, R, tan_h, tan_v)
-        if np.isnan(u).any():
-            return math.inf, pos, R
+    def fit(dist: float, aim: NDArray) -> float:
+        pts = normalized(union, aim + direction * dist, R, tan_h, tan_v)
+        if np.isnan(pts).any():
+            return math.inf
+        b = pts[:nb]
         extent = float(np.max((b.max(0) - b.min(0)) / 2))
-        return max(extent / board_share, float(np.abs(u).max()) / margin), pos, R
+        return max(extent / board_share, float(np.abs(pts).max()) / margin)
 
     dist = 1.0
     for _ in range(8):
         lo, hi = 0.05, 50.0  # fit() decreases with the distance: bisect on a log scale for fit = 1
-        for _ in range(50):
+        for _ in range(32):
             mid = math.sqrt(lo * hi)
-            if fit(mid, aim)[0] > 1.0:
+            if fit(mid, aim) > 1.0:
                 lo = mid
             else:
                 hi = mid
         dist = hi
-        _, pos, R = fit(dist, aim)
+        pos = aim + direction * dist
         u = normalized(union, pos, R, tan_h, tan_v)
         c = (u.max(0) + u.min(0)) / 2  # centre of the box around board and tray, in the picture
         if np.all(np.abs(c) < 1e-4):
@@ -123,7 +138,7 @@ def frame_agentview(board_corners: NDArray, tray_corners: NDArray, elevation_deg
         ray = R @ np.array([c[0] * tan_h, c[1] * tan_v, -1.0])
         aim = pos + ray * ((aim[2] - pos[2]) / ray[2])  # that centre's point on the plane of the aim
     pos = aim + direction * dist * distance_scale
-    return pos, look_at_matrix(pos, aim)
+    return pos, R
 
 
 def pixel_coords(points: NDArray, pos: NDArray, R: NDArray, fovy_deg: float, width: int, height: int
