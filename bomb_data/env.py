@@ -311,7 +311,8 @@ class GoPlaceEnv(gym.Env):
                                 "line_spacing_px": round(med, 2), "line_spacing_px_min": round(lo, 2)}
         if self.render_images:
             frac, vis = self.board_view("agentview")
-            view.update(board_visible_fraction=round(frac, 4), target_visible=bool(vis[self.target]),
+            view.update(board_visible_fraction=round(frac, 4) if math.isfinite(frac) else None,
+                        target_visible=bool(vis[self.target]),
                         hidden_intersections=int((~vis).sum()))
         return view
 

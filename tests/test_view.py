@@ -240,3 +240,30 @@ def test_grid_show_states_pixels_per_line(run_cli) -> None:
         env.close()
     text = run_cli("grid", "show", "nominal", check=True).stdout
     assert "px/line" in text and f"{px['nominal']['min']:.1f}/{px['nominal']['median']:.1f}" in text
+
+
+def test_board_visibility_on_constructed_masks() -> None:
+    from bomb_data.sim.visibility import board_visibility
+
+    H = W = 100
+    face = np.array([[20.0, 20.0], [80.0, 20.0], [80.0, 80.0], [20.0, 80.0]])  # 60 x 60 px
+    grid = np.array([[[30.0, 30.0], [70.0, 30.0]], [[30.0, 70.0], [70.0, 70.0]]])  # (row, col) -> (u, v)
+    radius = np.full((2, 2), 5.0)
+    robot = np.zeros((H, W), bool)
+    frac, vis = board_visibility(robot, face, grid, radius)
+    assert frac == 1.0 and vis.all()
+    robot[:, 50:] = True  # the right half of the picture
+    frac, vis = board_visibility(robot, face, grid, radius)
+    assert abs(frac - 0.5) < 0.03 and vis.tolist() == [[True, False], [True, False]]
+    robot[:] = False
+    robot[30, 36] = True  # one pixel 6 px right of (30, 30): outside a 5 px clearance, inside a 7 px one
+    assert board_visibility(robot, face, grid, radius)[1][0, 0]
+    assert not board_visibility(robot, face, grid, np.full((2, 2), 7.0))[1][0, 0]
+    grid_out = grid.copy()
+    grid_out[1, 1] = [150.0, 70.0]  # off the picture: not visible
+    grid_out[1, 0] = [np.nan, np.nan]  # behind the camera: not visible
+    assert board_visibility(np.zeros((H, W), bool), face, grid_out, radius)[1].tolist() == [[True, True],
+                                                                                             [False, False]]
+    bad = face.copy()
+    bad[0] = np.nan
+    assert math.isnan(board_visibility(np.zeros((H, W), bool), bad, grid, radius)[0])

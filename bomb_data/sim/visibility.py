@@ -11,6 +11,8 @@ Definitions (docs/perturbations.md, "What the agentview camera sees"):
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 from numpy.typing import NDArray
@@ -31,15 +33,20 @@ def board_visibility(robot: NDArray[np.bool_], board_uv: NDArray, grid_uv: NDArr
         radius_px: (n, n) clearance radius in pixels around each intersection.
 
     Returns:
-        (visible fraction in [0, 1], (n, n) bool: intersection visible).
+        (visible fraction in [0, 1], NaN when a corner is behind the camera or the face covers no
+        pixel; (n, n) bool: intersection visible).
     """
     H, W = robot.shape
-    face = np.zeros((H, W), np.uint8)
-    pts = np.round(np.asarray(board_uv, float) * 16).astype(np.int32)  # 4 bits of sub-pixel precision
-    cv2.fillPoly(face, [pts], 1, lineType=cv2.LINE_8, shift=4)
-    inside = face.astype(bool)
-    n_face = int(inside.sum())
-    fraction = 1.0 - float((robot & inside).sum()) / n_face if n_face else 0.0
+    corners = np.asarray(board_uv, float)
+    fraction = math.nan
+    if np.isfinite(corners).all():
+        face = np.zeros((H, W), np.uint8)
+        pts = np.round(corners * 16).astype(np.int32)  # 4 bits of sub-pixel precision
+        cv2.fillPoly(face, [pts], 1, lineType=cv2.LINE_8, shift=4)
+        inside = face.astype(bool)
+        n_face = int(inside.sum())
+        if n_face:
+            fraction = 1.0 - float((robot & inside).sum()) / n_face
     uv = np.asarray(grid_uv, float)
     u, v = uv[..., 0], uv[..., 1]
     in_picture = np.isfinite(u) & np.isfinite(v) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
