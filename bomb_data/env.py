@@ -8,7 +8,11 @@ Actions: the canonical 7-D delta end-effector action (docs/conventions.md).
 
 ``info`` carries the privileged state the scripted expert uses (``info["privileged"]``), the ground
 truth for grounding studies (``target``, ``target_px`` per camera, and segmentation masks when the
-env was made with ``masks=True``), and at the end ``success`` and ``failure_reason``.
+env was made with ``masks=True``), and at the end ``success`` and ``failure_reason``. The info of
+``reset`` also says what the agentview picture shows of the board (``env.reset_view``, recorded with
+every episode): ``board_visible_fraction``, ``target_visible`` and ``hidden_intersections`` (None
+when the env renders no images) and ``line_spacing_px`` / ``line_spacing_px_min`` (pixels between
+neighbouring board lines, median and smallest).
 Nothing that marks the target is ever drawn into an observation image.
 """
 
@@ -35,7 +39,17 @@ from .perturb.language import write_instruction_spans
 from .rotations import state8
 from .sim.controller import MAX_DPOS_M, MAX_DROT_RAD, DeltaEEFController
 from .sim.panda import HOME_QPOS
-from .sim.scene import BOARD_THICKNESS_M, Scene, Structure, apply_appearance, build_scene, intersection_world
+from .sim.scene import (
+    BOARD_THICKNESS_M,
+    Scene,
+    Structure,
+    agentview_line_spacing_px,
+    apply_appearance,
+    board_corners_world,
+    build_scene,
+    intersection_world,
+)
+from .sim.visibility import CLEAR_RADIUS_SPACINGS, board_visibility
 from .task import SuccessChecker, draw_board
 
 log = logging.getLogger(__name__)
@@ -123,6 +137,7 @@ class GoPlaceEnv(gym.Env):
         self.params = self.default_params
         self._steps = 0
         self._last_obs: dict[str, Any] | None = None
+        self.reset_view: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------------ scene and reset
     def _use_scene(self, p: EpisodeParams) -> None:
@@ -183,8 +198,8 @@ class GoPlaceEnv(gym.Env):
         colors = [("black", "white")[int(b)] for b in rng.colors.integers(0, 2, size=len(cells))]
         apply_appearance(sc, ps, rng.scene, colors, self.cfg.image_width / self.cfg.image_height)
         mujoco.mj_resetData(m, d)
-        q0 = (HOME_QPOS + rng.robot.normal(0, ps.robot_init_noise_rad, size=7) if ps.robot_init_noise_rad > 0
-              else HOME_QPOS)
+        sd = ps.robot_init_noise_rad  # Gaussian noise truncated at 2 std, so the arm stays out of the board's view
+        q0 = HOME_QPOS + np.clip(rng.robot.normal(0, sd, size=7), -2 * sd, 2 * sd) if sd > 0 else HOME_QPOS
         self.ctrl.reset(q0, gripper=-1.0)
         g = sc.geom
         zc = BOARD_THICKNESS_M + g.stone_thickness / 2 + 1e-4
@@ -211,7 +226,8 @@ class GoPlaceEnv(gym.Env):
         self._steps = 0
         self._placement = self.checker.check(d)
         obs = self._observe()
-        return obs, self._info(final=False)
+        self.reset_view = self._reset_view()
+        return obs, {**self._info(final=False), **self.reset_view}
 
     # ------------------------------------------------------------------------------------- stepping
     def step(self, action: NDArray):
@@ -278,9 +294,9 @@ class GoPlaceEnv(gym.Env):
         self._last_obs = obs
         return obs
 
-    def project(self, camera: str, points: NDArray) -> NDArray[np.float32]:
+    def project(self, camera: str, points: NDArray, inside_only: bool = True) -> NDArray[np.float32]:
         """Pixel coordinates (u = column, v = row; origin top-left) of world points (…, 3) in ``camera``;
-        NaN for points behind the camera or outside the picture."""
+        NaN for points behind the camera or (``inside_only``) outside the picture."""
         m, d = self.model, self.data
         cid = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, camera)
         H, W = self.cfg.image_height, self.cfg.image_width
@@ -292,9 +308,47 @@ class GoPlaceEnv(gym.Env):
             u = W / 2 + f * pc[..., 0] / depth
             v = H / 2 - f * pc[..., 1] / depth
         uv = np.stack([u, v], -1).astype(np.float32)
-        bad = (depth <= 0) | (u < 0) | (u >= W) | (v < 0) | (v >= H)
+        bad = (depth <= 0) | (inside_only & ((u < 0) | (u >= W) | (v < 0) | (v >= H)))
         uv[bad] = np.nan
         return uv
+
+    def _segmentation(self, camera: str) -> tuple[NDArray, NDArray[np.bool_]]:
+        """(object id per pixel, True where that object is a geom) in ``camera`` now."""
+        if self._seg_renderer is None:
+            self._seg_renderer = mujoco.Renderer(self.model, self.cfg.image_height, self.cfg.image_width)
+            self._seg_renderer.enable_segmentation_rendering()
+        r = self._seg_renderer
+        r.update_scene(self.data, camera=camera)
+        seg = r.render()
+        return seg[..., 0], seg[..., 1] == int(mujoco.mjtObj.mjOBJ_GEOM)
+
+    def board_view(self, camera: str = "agentview") -> tuple[float, NDArray[np.bool_]]:
+        """How much of the board the robot hides in ``camera`` now: (visible fraction of the board's
+        top face, (n, n) bool: intersection visible), as ``bomb_data.sim.visibility`` defines them."""
+        sc, ps = self.scene, self.params.scene
+        ids, is_geom = self._segmentation(camera)
+        robot = is_geom & np.isin(ids, sc.robot_geoms)
+        n = sc.geom.size
+        r, c = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+        pts = intersection_world(sc, ps, r, c)
+        grid = self.project(camera, pts, inside_only=False)
+        rad = CLEAR_RADIUS_SPACINGS * sc.geom.spacing
+        radius = np.maximum(*(np.linalg.norm(self.project(camera, pts + d, inside_only=False) - grid, axis=-1)
+                              for d in ([rad, 0, 0], [0, rad, 0])))
+        corners = self.project(camera, board_corners_world(sc, ps), inside_only=False)
+        return board_visibility(robot, corners, grid, radius)
+
+    def _reset_view(self) -> dict[str, Any]:
+        """What the agentview picture shows of the board at reset (recorded with every episode)."""
+        lo, med = agentview_line_spacing_px(self.cfg, self.params.scene)
+        view: dict[str, Any] = {"board_visible_fraction": None, "target_visible": None, "hidden_intersections": None,
+                                "line_spacing_px": round(med, 2), "line_spacing_px_min": round(lo, 2)}
+        if self.render_images:
+            frac, vis = self.board_view("agentview")
+            view.update(board_visible_fraction=round(frac, 4) if math.isfinite(frac) else None,
+                        target_visible=bool(vis[self.target]),
+                        hidden_intersections=int((~vis).sum()))
+        return view
 
     def masks(self, camera: str) -> dict[str, NDArray[np.bool_]]:
         """Segmentation masks in ``camera``: ``board`` (board and its lines), ``stone`` (active stone),
@@ -302,14 +356,7 @@ class GoPlaceEnv(gym.Env):
         from PIL import Image, ImageDraw
 
         sc = self.scene
-        if self._seg_renderer is None:
-            self._seg_renderer = mujoco.Renderer(self.model, self.cfg.image_height, self.cfg.image_width)
-            self._seg_renderer.enable_segmentation_rendering()
-        r = self._seg_renderer
-        r.update_scene(self.data, camera=camera)
-        seg = r.render()
-        ids, types = seg[..., 0], seg[..., 1]
-        is_geom = types == int(mujoco.mjtObj.mjOBJ_GEOM)
+        ids, is_geom = self._segmentation(camera)
         board = is_geom & np.isin(ids, sc.board_geoms)
         stone = is_geom & (ids == sc.stone_vis_geoms[0])
         ang = np.linspace(0, 2 * math.pi, 32, endpoint=False)

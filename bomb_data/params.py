@@ -64,7 +64,8 @@ class SceneParams(Frozen):
     n_lights: int = Field(1, ge=1, le=4)
     shadows: bool = Field(False, description="cast shadows from the key light (doubles software render time)")
     robot_init_noise_rad: float = Field(0.0, ge=0, le=0.5,
-                                        description="std of Gaussian noise on the initial arm joints")
+                                        description="std of Gaussian noise (truncated at 2 std) on the initial "
+                                                    "arm joints")
     n_distractors: int = Field(0, ge=0, le=8, description="distractor objects on the table")
     board_offset_m: tuple[float, float] = Field((0.0, 0.0), description="board displacement on the table (x, y)")
     board_yaw_deg: float = Field(0.0, ge=-30, le=30)

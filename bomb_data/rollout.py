@@ -114,6 +114,7 @@ def rollout_expert(env: GoPlaceEnv, cfg: BombConfig, params: EpisodeParams, seed
         "failure_reason": reason,
         "placement_error_m": float(info["placement_error_m"]),
         "chosen_intersection": list(info["chosen_intersection"]),
+        **env.reset_view,  # what the agentview picture showed of the board at reset
     }
     if horizon is not None:
         meta["fixed_horizon"] = int(horizon)

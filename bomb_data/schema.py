@@ -91,6 +91,13 @@ EPISODE_FIELDS: dict[str, str] = {
                "undisturbed, fingers clear (docs/scene.md)",
     "failure_reason": "null on success, else one of bomb_data.task.FAILURE_REASONS (docs/scene.md, decision table)",
     "placement_error_m": "distance of the final stone centre to the target intersection, m",
+    "board_visible_fraction": "share of the board's top face the robot does not hide in the agentview picture at "
+                              "reset, 0..1 (docs/perturbations.md)",
+    "target_visible": "bool: no robot pixel within a quarter line spacing of the target in the agentview picture at "
+                      "reset",
+    "hidden_intersections": "number of intersections the robot hides in the agentview picture at reset",
+    "line_spacing_px": "median pixels between neighbouring board lines in the agentview picture",
+    "line_spacing_px_min": "smallest pixels between neighbouring board lines in the agentview picture (far rows)",
     "length": "number of steps",
     "mj_state_size": "width of this episode's MuJoCo state vector",
 }

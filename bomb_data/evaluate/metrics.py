@@ -56,13 +56,13 @@ def success_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def distribution(values: Iterable[float | None]) -> dict[str, Any]:
-    """count, mean, median, p10, p90, max of the finite values."""
+    """count, mean, median, p10, p90, max, min of the finite values."""
     v = np.array([x for x in values if x is not None and math.isfinite(x)], float)
     if v.size == 0:
-        return {"count": 0, "mean": None, "median": None, "p10": None, "p90": None, "max": None}
+        return {"count": 0, "mean": None, "median": None, "p10": None, "p90": None, "max": None, "min": None}
     return {"count": int(v.size), "mean": _r(v.mean(), 3), "median": _r(float(np.median(v)), 3),
             "p10": _r(float(np.percentile(v, 10)), 3), "p90": _r(float(np.percentile(v, 90)), 3),
-            "max": _r(v.max(), 3)}
+            "max": _r(v.max(), 3), "min": _r(v.min(), 3)}
 
 
 def _group(rows: list[dict[str, Any]], key) -> dict[Any, list[dict[str, Any]]]:
@@ -82,7 +82,18 @@ def _cell_block(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {**success_stats(rows),
             "placement_error_mm": distribution(r.get("placement_error_mm") for r in ok),
             "placement_error_cells": distribution(r.get("placement_error_cells") for r in ok),
-            "failure_reasons": dict(sorted(reasons.items()))}
+            "failure_reasons": dict(sorted(reasons.items())),
+            **view_stats(rows)}
+
+
+def view_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the agentview picture showed of the board at reset: pixels between neighbouring lines
+    (median per episode), visible fraction of the board, and episodes whose target the arm hid
+    (rows without these fields, e.g. from older runs, count as unknown)."""
+    seen = [r for r in rows if r.get("target_visible") is not None]
+    return {"line_spacing_px": distribution(r.get("line_spacing_px") for r in rows),
+            "board_visible_fraction": distribution(r.get("board_visible_fraction") for r in rows),
+            "target_hidden": sum(1 for r in seen if not r["target_visible"]), "target_visibility_known": len(seen)}
 
 
 def per_axis_marginal(rows: list[dict[str, Any]], grid_axes: dict[str, list[Any]] | None = None

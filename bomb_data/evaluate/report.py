@@ -185,6 +185,10 @@ def marginals_table(summary: dict[str, Any]) -> str:
     return "".join(h)
 
 
+def _min_visible(s: dict[str, Any]) -> float | None:
+    return (s.get("board_visible_fraction") or {}).get("min")
+
+
 def render_html(summary: dict[str, Any], rows: list[dict[str, Any]], eval_dir: Path | None = None) -> str:
     """The report page for ``summary`` (from ``metrics.aggregate`` + run metadata) and its rows; with
     ``eval_dir``, a grounding section for the ``bomb-data ground`` outputs found there."""
@@ -248,7 +252,8 @@ def render_html(summary: dict[str, Any], rows: list[dict[str, Any]], eval_dir: P
                            [r.get("placement_error_mm") for r in rows if r.get("status") == "ok"], "mm"))
     h.append("</div><h2>Per cell</h2>" + _table(summary, "cells") + "<tr><th>cell</th><th>held out</th><th>n</th>"
              "<th>successes</th><th>success</th><th>CI low</th><th>CI high</th><th>errors</th>"
-             "<th>median error (mm)</th><th>median error (cells)</th><th>failures</th></tr>")
+             "<th>median error (mm)</th><th>median error (cells)</th><th>px per line</th>"
+             "<th>board visible (min)</th><th>target hidden</th><th>failures</th></tr>")
     for cid, s in summary.get("per_cell", {}).items():
         h.append(f"<tr data-cell='{_E(cid)}'><td class='l'>{_E(cid)}</td><td>{'yes' if s['heldout'] else ''}</td>"
                  f"<td data-key='n'>{s['n']}</td><td data-key='successes'>{s['successes']}</td>"
@@ -258,6 +263,9 @@ def render_html(summary: dict[str, Any], rows: list[dict[str, Any]], eval_dir: P
                  f"<td data-key='n_error'>{s['n_error']}</td>"
                  f"<td data-key='median_error_mm'>{_num(s['placement_error_mm']['median'])}</td>"
                  f"<td>{_num(s['placement_error_cells']['median'], 2)}</td>"
+                 f"<td data-key='line_spacing_px'>{_num(s.get('line_spacing_px', {}).get('median'))}</td>"
+                 f"<td data-key='board_visible_min'>{_pct(_min_visible(s))}</td>"
+                 f"<td data-key='target_hidden'>{s.get('target_hidden', '–')}</td>"
                  f"<td class='l'>{_E(', '.join(f'{k} {v}' for k, v in s['failure_reasons'].items()))}</td></tr>")
     h.append("</table>")
     if eval_dir is not None:  # grounding (issue 26): summaries of `bomb-data ground` in the directory

@@ -167,6 +167,7 @@ def run_episode(env: Any, policy: Any, adapter: AdapterConfig, ep: EpisodeSpec, 
     spacing = float(info["privileged"]["grid_spacing"])
     row.update(target=list(info["target"]), board_size=n_board, instruction=info["instruction"],
                convention=info["convention"])
+    row.update(env.reset_view)  # what the agentview picture showed of the board at reset (docs/perturbations.md)
     frames: list[np.ndarray] = []
     seen: list[np.ndarray] = []  # the images of the policy's last query, for the video
     seen_names: list[str] = []

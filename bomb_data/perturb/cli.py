@@ -77,32 +77,58 @@ def axes_cmd(as_json: bool) -> None:
         click.echo(f"{r['axis']:<22} {r['kind']:<8} {r['description']}\n{'':<31}levels: {lv}")
 
 
+def _line_spacing(g: Any, d: dict[str, Any], config_path: Path | None, size: int | None) -> tuple[int, int]:
+    """Add ``line_spacing_px`` {min, median} (agentview, at reset) to every cell of ``d``; returns (H, W)."""
+    from ..config import load_config
+    from ..sim.scene import agentview_line_spacing_px
+
+    over = {"sim": {"image_height": size, "image_width": size}} if size else None
+    sim = load_config(config_path, overrides=over).sim
+    for row, cell in zip(d["cells"], g.cells()):
+        lo, med = agentview_line_spacing_px(sim, cell.params.scene)
+        row["line_spacing_px"] = {"min": round(lo, 1), "median": round(med, 1)}
+    return sim.image_height, sim.image_width
+
+
 @grid.command(name="show")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the grid (axes, levels, cells, changes) as JSON.")
-def show_cmd(name: str, as_json: bool) -> None:
-    """Cells of grid NAME (a shipped grid's name or a YAML path) and what each changes."""
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="Configuration file (its image size is the one pixels per line spacing are given for).")
+@click.option("--size", type=click.IntRange(32, 2048), default=None,
+              help="Give pixels per line spacing for square pictures of this size instead.")
+def show_cmd(name: str, as_json: bool, config_path: Path | None, size: int | None) -> None:
+    """Cells of grid NAME (a shipped grid's name or a YAML path), what each changes, and the pixels
+    between neighbouring board lines in the agentview picture (smallest/median: perspective makes
+    the far rows the smallest)."""
     from .grid import load_grid
 
     try:
         g = load_grid(name)
+        d = g.describe()
+        h, w = _line_spacing(g, d, config_path, size)
     except BombDataError as exc:
         _fail(exc)
-    d = g.describe()
+    d["image_size"] = [h, w]
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
     click.echo(f"grid {d['name']}: mode {d['mode']}, {len(d['cells'])} cells, hash {d['hash']}")
     if d["description"]:
         click.echo(f"  {d['description']}")
+    click.echo(f"  px/line: pixels between neighbouring board lines in the {h}x{w} agentview picture, "
+               "smallest/median (docs/perturbations.md recommends an image size per board size)")
     if g.mode == "random":
         click.echo(f"  random mode: every episode samples every axis; {g.spec.heldout_rate:.0%} of episodes use one "
                    "held-out level. Levels sampled from (one cell each):")
     width = max(len(c["id"]) for c in d["cells"])
+    click.echo(f"  {'cell':<{width}}  {'':<7}  {'px/line':>9}  changes")
     for c in d["cells"]:
         ch = ", ".join(f"{k}={_fmt(v)}" for k, v in c["changes"].items()) or "(nominal)"
         flag = "heldout" if c["heldout"] else ""
-        click.echo(f"  {c['id']:<{width}}  {flag:<7}  {ch}")
+        px = c["line_spacing_px"]
+        px_txt = f"{px['min']:.1f}/{px['median']:.1f}"
+        click.echo(f"  {c['id']:<{width}}  {flag:<7}  {px_txt:>9}  {ch}")
 
 
 @grid.command(name="preview")

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import _gl  # noqa: F401
-from .panda import HOME_QPOS, N_ARM_JOINTS
+from .panda import HOME_QPOS, N_ARM_JOINTS, POSTURE_QPOS
 
 MAX_DPOS_M = 0.05  # per control step
 MAX_DROT_RAD = 0.5
@@ -127,10 +127,10 @@ class DeltaEEFController:
             J = np.concatenate([self._jacp[:, self.vadr], self._jacr[:, self.vadr]])
             JJt = J @ J.T + lam2 * np.eye(6)
             dq = J.T @ np.linalg.solve(JJt, err)
-            # Posture term in the null space keeps the redundant elbow near the ready pose.
+            # Posture term in the null space keeps the redundant elbow near the working posture.
             Jpinv = J.T @ np.linalg.inv(JJt)
             null = np.eye(N_ARM_JOINTS) - Jpinv @ J
-            dq += null @ (0.2 * (HOME_QPOS - q))
+            dq += null @ (0.2 * (POSTURE_QPOS - q))
             n = np.abs(dq).max()
             if n > 0.2:  # keep each Newton step small: large steps leave the linear regime
                 dq *= 0.2 / n

@@ -18,9 +18,16 @@ import numpy as np
 from .. import _gl  # noqa: F401
 
 N_ARM_JOINTS = 7
-# A ready pose with the gripper pointing down above the workspace (rad): grasp site at (0.30, -0.18, 0.30),
-# pointing down, beside the board.
-HOME_QPOS = np.array([-0.18, -0.629, -0.349, -2.71, -0.234, 0.528, -0.346])
+# The working posture (rad): grasp site at (0.30, -0.18, 0.30), pointing down, beside the board.
+# Differential IK pulls the redundant elbow toward it (sim/controller.py), so the arm works over the
+# board and the tray in the same configuration whatever pose it started from.
+POSTURE_QPOS = np.array([-0.18, -0.629, -0.349, -2.71, -0.234, 0.528, -0.346])
+# The ready pose at reset (rad): grasp site at (0.00, -0.45, 0.20), pointing down, behind and to the
+# right of the tray, folded low beside the base. There the arm hides no part of the board in the
+# agentview picture at any level of any axis (docs/perturbations.md, "What the agentview camera
+# sees"; tests/test_view.py), even with robot_init noise at its bound; the old ready pose
+# (POSTURE_QPOS) hid 15% of the board at nominal and up to 67% with robot_init=large.
+HOME_QPOS = np.array([-0.185, -0.461, -1.408, -2.505, -0.64, 0.745, -1.107])
 FINGER_OPEN_MAX_M = 0.04
 # Grasp site: between the finger pads, in the hand frame (m).
 GRASP_SITE_Z = 0.1034

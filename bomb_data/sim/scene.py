@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import mujoco
 import numpy as np
@@ -22,6 +23,7 @@ from numpy.typing import NDArray
 from .. import _gl  # noqa: F401
 from ..config import SimConfig
 from ..params import SceneParams
+from .framing import frame_agentview, line_spacing_px, matrix_to_quat, pixel_coords
 from .panda import add_panda
 from .textures import board_grid_texture, table_texture
 
@@ -109,6 +111,7 @@ class Scene:
     distractor_geoms: list[int] = field(default_factory=list)
     light_ids: list[int] = field(default_factory=list)
     board_geoms: list[int] = field(default_factory=list)  # board body + lines + star points
+    robot_geoms: list[int] = field(default_factory=list)  # every geom of the arm, hand and fingers
     tray_center: NDArray[np.float64] = field(default_factory=lambda: np.zeros(3))
 
 
@@ -200,7 +203,7 @@ def build_scene(cfg: SimConfig, p: SceneParams) -> Scene:
     gm.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = "board_grid"
 
     # Supply tray beside the board (on the robot's right).
-    tray_xy = np.array([BOARD_CENTER_XY[0] - 0.05, -(h + TRAY_CENTER_XY_OFFSET)])
+    tray_xy = tray_center_of(g)[:2]
     tray = wb.add_body(name="tray", pos=[tray_xy[0], tray_xy[1], 0])
     tray.add_geom(name="tray_plate", type=mujoco.mjtGeom.mjGEOM_BOX, size=[TRAY_HALF_M, TRAY_HALF_M, TRAY_PLATE_M / 2],
                   pos=[0, 0, TRAY_PLATE_M / 2], material="tray", contype=ENV_CONTYPE, conaffinity=ENV_CONAFFINITY,
@@ -267,6 +270,8 @@ def build_scene(cfg: SimConfig, p: SceneParams) -> Scene:
     for name in ("touch_left", "touch_right", "touch_any"):
         sc.ids[name] = int(model.sensor_adr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SENSOR, name)])
     sc.board_geoms = [i for i in range(model.ngeom) if model.geom_bodyid[i] == sc.ids["board_body"]]
+    robot_root = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "link0")
+    sc.robot_geoms = [i for i in range(model.ngeom) if model.body_rootid[model.geom_bodyid[i]] == robot_root]
     finger_bodies = {mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, f"finger_{s}") for s in ("left", "right")}
     sc.ids["finger_geoms"] = [i for i in range(model.ngeom) if model.geom_bodyid[i] in finger_bodies]  # type: ignore[assignment]
     for k in range(1 + st.n_board_stones):
@@ -278,8 +283,13 @@ def build_scene(cfg: SimConfig, p: SceneParams) -> Scene:
         jid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
         sc.stone_qpos_adr.append(int(model.jnt_qposadr[jid]))
     sc.distractor_geoms = [gid(f"distractor{k}") for k in range(st.n_distractors)]
-    sc.tray_center = np.array([tray_xy[0], tray_xy[1], TRAY_PLATE_M])
+    sc.tray_center = tray_center_of(g)
     return sc
+
+
+def tray_center_of(g: BoardGeometry) -> NDArray[np.float64]:
+    """Centre of the supply tray's plate top (beside the board, on the robot's right)."""
+    return np.array([BOARD_CENTER_XY[0] - 0.05, -(g.half_extent + TRAY_CENTER_XY_OFFSET), TRAY_PLATE_M])
 
 
 def _yaw_quat(yaw: float) -> NDArray[np.float64]:
@@ -312,45 +322,35 @@ def board_corners_world(sc: Scene, p: SceneParams) -> NDArray[np.float64]:
     return np.concatenate([w, np.full((4, 1), BOARD_THICKNESS_M)], 1)
 
 
-def look_at_quat(pos: NDArray[np.float64], target: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Quaternion (w, x, y, z) of a MuJoCo camera at ``pos`` looking at ``target`` with world z up."""
-    fwd = target - pos
-    fwd = fwd / np.linalg.norm(fwd)
-    right = np.cross(fwd, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    up = np.cross(right, fwd)
-    mat = np.stack([right, up, -fwd], axis=1)  # columns: camera x, y, z in world
-    q = np.zeros(4)
-    mujoco.mju_mat2Quat(q, mat.flatten())
-    return q
+def tray_corners_world(sc: Scene) -> NDArray[np.float64]:
+    """The 4 top corners of the supply tray's walls, (4, 3)."""
+    h = TRAY_HALF_M
+    return sc.tray_center + np.array([[h, h, 0.01 - TRAY_PLATE_M], [h, -h, 0.01 - TRAY_PLATE_M],
+                                      [-h, -h, 0.01 - TRAY_PLATE_M], [-h, h, 0.01 - TRAY_PLATE_M]])
 
 
 def agentview_pose(sc: Scene, p: SceneParams, fovy_deg: float, aspect: float) -> tuple[NDArray, NDArray]:
-    """Camera position and quaternion: on a sphere around the board centre at the perturbed angles,
-    at a distance that fits the board (and tray) in the picture, scaled by ``camera_distance_scale``."""
-    c, _ = board_pose(p)
-    center = np.array([c[0], c[1] - 0.04, BOARD_THICKNESS_M])
-    az, el = math.radians(p.camera_azimuth_deg), math.radians(p.camera_elevation_deg)
-    direction = np.array([-math.cos(el) * math.cos(az), -math.cos(el) * math.sin(az), math.sin(el)])
-    pts = np.concatenate([board_corners_world(sc, p), (sc.tray_center + [[0.05, -0.05, 0], [-0.05, -0.05, 0]])])
-    half_v = math.radians(fovy_deg) / 2
-    tan_v, tan_h = math.tan(half_v), math.tan(half_v) * aspect
-    dist = 0.3
-    for _ in range(60):  # grow the distance until every point is inside 90% of the frame
-        pos = center + direction * dist
-        q = look_at_quat(pos, center)
-        R = np.zeros(9)
-        mujoco.mju_quat2Mat(R, q)
-        R = R.reshape(3, 3)
-        cam = (pts - pos) @ R  # camera coordinates
-        depth = -cam[:, 2]
-        if np.all(depth > 0.05) and np.all(np.abs(cam[:, 0] / depth) < 0.9 * tan_h) and np.all(
-                np.abs(cam[:, 1] / depth) < 0.9 * tan_v):
-            break
-        dist *= 1.05
-    dist *= p.camera_distance_scale
-    pos = center + direction * dist
-    return pos, look_at_quat(pos, center)
+    """Camera position and quaternion: on a sphere around the board at the perturbed angles, at the
+    distance that gives the board the same share of the picture at every size with the tray in view
+    (``bomb_data.sim.framing``), scaled by ``camera_distance_scale``."""
+    pos, R = frame_agentview(board_corners_world(sc, p), tray_corners_world(sc), p.camera_elevation_deg,
+                             p.camera_azimuth_deg, fovy_deg, aspect, p.camera_distance_scale)
+    return pos, matrix_to_quat(R)
+
+
+def agentview_line_spacing_px(cfg: SimConfig, p: SceneParams, width: int | None = None,
+                              height: int | None = None) -> tuple[float, float]:
+    """(smallest, median) pixels between neighbouring lines of the board in the agentview picture at
+    reset (the far rows are the smallest under perspective), without building the scene; the picture
+    size defaults to the configuration's."""
+    width, height = width or cfg.image_width, height or cfg.image_height
+    g = BoardGeometry.of(p.board_size, cfg)
+    sc = SimpleNamespace(geom=g, tray_center=tray_center_of(g))  # what the geometry functions read
+    pos, R = frame_agentview(board_corners_world(sc, p), tray_corners_world(sc), p.camera_elevation_deg,
+                             p.camera_azimuth_deg, p.camera_fovy_deg, width / height, p.camera_distance_scale)
+    n = sc.geom.size
+    r, c = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    return line_spacing_px(pixel_coords(intersection_world(sc, p, r, c), pos, R, p.camera_fovy_deg, width, height))
 
 
 def apply_appearance(sc: Scene, p: SceneParams, rng: np.random.Generator, board_colors: list[str],
