@@ -37,7 +37,7 @@ def _apply(seq) -> dict:
 @pytest.mark.parametrize("name,n,m,k", [("capture_ko_9x9.sgf", 9, 6, 10), ("capture_ko_9x9.sgf", 9, 0, 22),
                                         ("small_5x5.sgf", 5, 2, 5), ("play_b_9x9.sgf", 9, 18, 12)])
 def test_sgf_replay_with_captures_matches_sgfmill(name, n, m, k):
-    path = SGF_DIR / name
+    path = SGF_DIR / f"{n}x{n}" / name
     seq = sequence_from_sgf(path, n, m, k)
     assert len(seq.moves) == k
     assert sum(len(mv.captures) for mv in seq.moves) >= 1  # every case includes a capture
@@ -50,7 +50,7 @@ def test_sgf_replay_with_captures_matches_sgfmill(name, n, m, k):
 
 
 def test_ko_capture_is_a_remove_subtask_after_its_move():
-    seq = sequence_from_sgf(SGF_DIR / "capture_ko_9x9.sgf", 9, 8, 1)  # move 9: black F5 takes the ko at E5
+    seq = sequence_from_sgf(SGF_DIR / "9x9" / "capture_ko_9x9.sgf", 9, 8, 1)  # move 9: black F5 takes the ko at E5
     st = seq.subtasks()
     assert [(s.kind, s.color, s.point) for s in st] == [("place", "black", (4, 5)), ("remove", "white", (4, 4))]
 
@@ -80,9 +80,9 @@ def test_bad_input_is_one_line(tmp_path):
     bad.write_text("(;GM[1]SZ[9];B[ee];W[")
     cases = [
         (bad, 9, 0, 1, "not a valid SGF"),
-        (SGF_DIR / "small_5x5.sgf", 9, 0, 3, "a 5x5 game, but the scene's board is 9x9"),
-        (SGF_DIR / "illegal_ko_9x9.sgf", 9, 5, 5, "move 10 (white at E5) is illegal: retakes a ko"),
-        (SGF_DIR / "capture_ko_9x9.sgf", 9, 20, 5,
+        (SGF_DIR / "5x5" / "small_5x5.sgf", 9, 0, 3, "a 5x5 game, but the scene's board is 9x9"),
+        (SGF_DIR / "bad" / "illegal_ko_9x9.sgf", 9, 5, 5, "move 10 (white at E5) is illegal: retakes a ko"),
+        (SGF_DIR / "9x9" / "capture_ko_9x9.sgf", 9, 20, 5,
          "the game has 22 moves, fewer than move number 20 + sequence length 5"),
         (tmp_path / "missing.sgf", 9, 0, 1, "no such file"),
     ]
