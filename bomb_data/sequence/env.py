@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Literal
+from typing import Any
 
 import gymnasium as gym
 import mujoco
 import numpy as np
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
-from .._model import Frozen
 from ..config import BombConfig, SimConfig, format_validation_error
 from ..env import CAMERAS, SETTLE_S, GoPlaceEnv, episode_generators
 from ..errors import ConfigError
@@ -39,23 +38,11 @@ from ..sim.panda import HOME_QPOS
 from ..sim.scene import BOARD_THICKNESS_M, SequenceSupply, apply_appearance, intersection_world
 from ..task import Placement, SuccessChecker
 from .language import plan_instruction, subtask_instruction
+from .params import SequenceParams
 from .rules import GoSequence, Subtask, generate_sequence, sequence_from_sgf, sgf_files
 
 ENV_ID = "bomb_data/GoSequence-v0"
 LID_SLOTS = ((-0.055, -0.026), (0.0, -0.026), (0.055, -0.026), (-0.055, 0.026), (0.0, 0.026), (0.055, 0.026))
-
-
-class SequenceParams(Frozen):
-    """Where the sequence comes from and how it is instructed."""
-
-    source: Literal["generated", "sgf"] = "generated"
-    sgf: str | None = Field(None, description="an .sgf file or a directory of them (source: sgf)")
-    length: int = Field(5, ge=1, le=12, description="K: moves to play")
-    move_number: int = Field(10, ge=0, le=300, description="moves of the game before the start position")
-    capture_bias: float = Field(0.5, ge=0, le=1, description="generated play: probability of a capture "
-                                                                "(else an atari) when one is legal")
-    plan_mode: bool = Field(False, description="the whole plan as the instruction, instead of the current "
-                                               "subtask's")
 
 
 def register_envs() -> None:
@@ -120,7 +107,8 @@ class GoSequenceEnv(GoPlaceEnv):
 
     Args:
         config, params, render_images, render_mode: as ``GoPlaceEnv`` (``params.scene.n_board_stones``
-            and ``stone_color`` are decided by the sequence, not used).
+            and ``stone_color`` are decided by the sequence, not used; ``sequence.board_size``, when
+            set, replaces ``params.scene.board_size``).
         sequence: default ``SequenceParams``; ``reset(options={"sequence": ...})`` overrides them for one
             episode, ``options={"game": GoSequence}`` gives the sequence itself.
     """
@@ -145,6 +133,8 @@ class GoSequenceEnv(GoPlaceEnv):
                 raise ConfigError(format_validation_error(exc, "params")) from None
         sp = _sequence_params(options.get("sequence") or self.default_sequence)
         rng = episode_generators(self.np_random)
+        if sp.board_size is not None:
+            p = p.model_copy(update={"scene": p.scene.model_copy(update={"board_size": sp.board_size})})
         n = p.scene.board_size
         game: GoSequence = options.get("game") or draw_sequence(sp, n, rng.target)
         if game.board_size != n:

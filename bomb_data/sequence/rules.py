@@ -156,7 +156,7 @@ def sequence_from_sgf(path: str | Path, board_size: int, move_number: int, k: in
         raise ConfigError(f"--sgf {p}: not a valid SGF game record ({exc})") from None
     if size != board_size:
         raise ConfigError(f"--sgf {p}: a {size}x{size} game, but the scene's board is {board_size}x{board_size} "
-                          f"(scene.board_size)")
+                          f"(sequence.board_size)")
     if move_number < 0 or k < 1:
         raise ConfigError(f"sequence: expected move_number >= 0 and length >= 1, given {move_number} and {k}")
     try:

@@ -15,7 +15,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from ..errors import StoreError
-from ..schema import CAMERAS, SCHEMA_VERSION, STEP_FEATURES, STORE_FORMAT
+from ..schema import CAMERAS, SCHEMA_VERSION, STORE_FORMAT, step_features
 from .format import (
     ALL_CHUNKS_WRITTEN,
     COMMIT_FILE,
@@ -135,7 +135,7 @@ class StoreWriter:
         # that is missing is damage the reader can see instead of reading zeros
         g.attrs["bomb_data"] = {**description, ALL_CHUNKS_WRITTEN: True}
         data = g.require_group("data")
-        for f in STEP_FEATURES:
+        for f in step_features(description.get("task")):
             per_step = int(np.prod(f.shape)) if f.shape else 1
             chunk = max(256, _VEC_CHUNK_STEPS // max(1, per_step // 4))
             data.create_array(f.key, shape=(0, *f.shape), chunks=(chunk, *f.shape), dtype=f.dtype,
@@ -196,7 +196,7 @@ class StoreWriter:
         c = self._commit
         data = self._group["data"]
         cut = []
-        for f in STEP_FEATURES:
+        for f in step_features(self.description.get("task")):
             a = data[f.key]
             if a.shape[0] != c["steps"]:
                 cut.append(f.key)
@@ -254,7 +254,10 @@ class StoreWriter:
         c = dict(self._commit)
         n0, T = c["steps"], record.length
         data = self._group["data"]
-        for f in STEP_FEATURES:
+        for f in step_features(self.description.get("task")):
+            if f.key not in record.steps:
+                raise StoreError(f"episode {record.meta.get('episode_index')}: missing step key '{f.key}' of a "
+                                 f"{self.description.get('task')} store")
             _write_rows(data[f.key], n0, record.steps[f.key])
         state = np.full((T, S), np.nan, dtype=np.float64)
         state[:, : record.mj_state.shape[1]] = record.mj_state
