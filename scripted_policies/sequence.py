@@ -42,7 +42,11 @@ class SequenceExpert:
     def _start(self, info: dict[str, Any]) -> None:
         self.index = int(info["subtask_index"])
         self.yaw: float | None = None
-        self.expert = PickPlaceExpert(self.cfg, control_hz=self.control_hz)
+        cfg = self.cfg
+        if info["privileged"].get("subtask_kind") == "remove":  # a surrounded stone: slower, so the hand tracks
+            lo, hi = cfg.speed_m_s
+            cfg = cfg.model_copy(update={"speed_m_s": (lo * REMOVE_SPEED_SCALE, hi * REMOVE_SPEED_SCALE)})
+        self.expert = PickPlaceExpert(cfg, control_hz=self.control_hz)
         self.expert.reset(self._view(info), self.rng)
 
     def _view(self, info: dict[str, Any]) -> dict[str, Any]:
@@ -59,6 +63,7 @@ class SequenceExpert:
         return self.expert.act(obs, self._view(info))
 
 
+REMOVE_SPEED_SCALE = 0.6  # of expert.speed_m_s, for remove subtasks
 PAD_RADIAL_M = 0.037  # outer face of an open finger pad from the grasp centre
 PAD_HALF_WIDTH_M = 0.009
 

@@ -105,8 +105,7 @@ def test_expert_plays_a_ko_capture_and_the_final_board_is_the_rules_position():
 
 def test_a_stone_moved_after_its_subtask_fails_the_next_one():
     game = sequence_from_sgf(SGF9 / "capture_ko_9x9.sgf", 9, 8, 2)
-    cfg = BombConfig.model_validate({"sim": {"image_height": 48, "image_width": 48, "max_steps": 90}})
-    env = GoSequenceEnv(cfg, P9, render_images=False)
+    env = GoSequenceEnv(CFG, P9, render_images=False)
     state = {"done": False}
 
     def knock(env, info):  # once subtask 1 begins, shift the stone placed by subtask 0 by 8 mm
