@@ -92,3 +92,22 @@ def _varint(n: int) -> bytes:
         out.append(b | (0x80 if n else 0))
         if not n:
             return bytes(out)
+
+
+def test_hdf5_robomimic_has_step_instructions_and_subtask_boundaries(seq_store, tmp_path):
+    import h5py
+
+    out = tmp_path / "h5"
+    r = _cli("export", "--format", "hdf5", "--store", str(seq_store), "--out", str(out), "-q")
+    assert r.returncode == 0, r.stderr[-2000:]
+    want = _expected(seq_store)
+    store = EpisodeStore(seq_store)
+    with h5py.File(next(out.rglob("*.hdf5")), "r") as f:
+        for k, texts in enumerate(want):
+            g = f["data"][f"demo_{k}"]
+            assert [x.decode() for x in g["language_instruction"][:]] == texts
+            si = g["subtask_index"][:]
+            assert len(si) == g.attrs["num_samples"] == len(texts)
+            ends = g.attrs["subtask_ends"].tolist()
+            assert ends == store.episodes[k]["subtask_ends"] and ends[-1] == len(si)
+            assert np.flatnonzero(np.diff(si)).tolist() == [e - 1 for e in ends[:-1]]
