@@ -128,10 +128,15 @@ def _progress_bar(total: int, desc: str, unit: str, quiet: bool):
 @click.option("--dashboard", default=None, metavar="HOST:PORT",
               help="Serve the local Dask cluster's dashboard there (unauthenticated) [default: none; nothing "
                    "listens beyond 127.0.0.1].")
+@click.option("--task", type=click.Choice(["place", "sequence"]), default=None,
+              help="place: one stone (GoPlace-v0); sequence: K moves of a Go game (GoSequence-v0) [default: place].")
+@click.option("--sgf", type=click.Path(path_type=Path), default=None,
+              help="Sequences from this SGF file or directory (implies --task sequence; docs/sequences.md).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def generate(n: int | None, out: Path, config_path: Path | None, grid: str | None, seed: int | None,
              image_size: int | None, workers: int | None, scheduler: str | None, resume: bool,
-             keep_failures: bool | None, dashboard: str | None, quiet: bool) -> None:
+             keep_failures: bool | None, dashboard: str | None, task: str | None, sgf: Path | None,
+             quiet: bool) -> None:
     """Roll out the scripted expert across a perturbation grid into a zarr store."""
     from .config import load_config
     from .generate import check_dashboard
@@ -141,7 +146,12 @@ def generate(n: int | None, out: Path, config_path: Path | None, grid: str | Non
     gen: dict[str, Any] = {k: v for k, v in dict(n=n, grid=grid, seed=seed, keep_failures=keep_failures).items()
                            if v is not None}
     sim: dict[str, Any] = {} if image_size is None else {"image_height": image_size, "image_width": image_size}
-    cfg = load_config(config_path, overrides={"generate": gen, "sim": sim})
+    over: dict[str, Any] = {"generate": gen, "sim": sim}
+    if sgf is not None:
+        over.update(task="sequence", sequence={"source": "sgf", "sgf": str(sgf)})
+    elif task is not None:
+        over["task"] = task
+    cfg = load_config(config_path, overrides=over)
     bar = _progress_bar(cfg.generate.n, "generate", "ep", quiet)
     last = [0]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -18,6 +18,7 @@ from ._resources import shipped
 from ._yaml import read_yaml
 from .errors import ConfigError
 from .params import MIN_EMPTY_POINTS
+from .sequence.params import SequenceParams
 
 DEFAULT_CONFIG = shipped("default.yaml")  # package data, read through importlib.resources
 
@@ -78,6 +79,9 @@ class BombConfig(StrictFrozen):
     sim: SimConfig = SimConfig()
     expert: ExpertConfig = ExpertConfig()
     generate: GenerateConfig = GenerateConfig()
+    task: Literal["place", "sequence"] = Field("place", description="place: bomb_data/GoPlace-v0, one stone; "
+                                                                   "sequence: bomb_data/GoSequence-v0")
+    sequence: SequenceParams = SequenceParams()
 
     @model_validator(mode="after")
     def _check(self) -> BombConfig:
@@ -92,6 +96,8 @@ class BombConfig(StrictFrozen):
         # (fixed_horizon only when set, so configs without it keep the hash they had before it existed)
         d["generate"] = {k: v for k, v in d["generate"].items()
                          if k not in ("n",) and not (k == "fixed_horizon" and v is None)}
+        if d["task"] == "place":  # (task and sequence only for sequence stores: older hashes stay valid)
+            del d["task"], d["sequence"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -109,6 +115,9 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     return f"{source}: {key}: {msg} (given {given_s[:80]}){more}"
 
 
+_SCALAR_KEYS = ("task",)  # top-level keys that are values, not sections
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> BombConfig:
     """Load the shipped ``configs/default.yaml`` or the file ``path``, apply nested ``overrides``, validate.
 
@@ -122,10 +131,13 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if not isinstance(data, dict):
             raise ConfigError(f"{src}: expected a mapping at the top level, found {type(data).__name__}")
         for section, values in data.items():
-            if values is not None and not isinstance(values, dict):
+            if values is not None and not isinstance(values, dict) and section not in _SCALAR_KEYS:
                 raise ConfigError(f"{src}: section {section!r} must be a mapping of keys, found "
                                   f"{type(values).__name__}")
     for section, values in (overrides or {}).items():
+        if section in _SCALAR_KEYS:
+            data[section] = values
+            continue
         data.setdefault(section, {})
         data[section] = {**(data[section] or {}), **values}
     try:

@@ -140,11 +140,12 @@ class GoPlaceEnv(gym.Env):
         self.reset_view: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------------ scene and reset
-    def _use_scene(self, p: EpisodeParams) -> None:
-        st = Structure.of(p.scene)
+    def _use_scene(self, p: EpisodeParams, supply: Any = None) -> None:
+        # supply: a sim.scene.SequenceSupply for the GoSequence scene (bowls and lid), None for the tray
+        st = Structure.of(p.scene, supply)
         sc = self._scenes.get(st)
         if sc is None:
-            sc = build_scene(self.cfg, p.scene)
+            sc = build_scene(self.cfg, p.scene, supply)
             if len(self._scenes) >= 8:  # bounded cache of compiled models
                 self._scenes.pop(next(iter(self._scenes)))
             self._scenes[st] = sc

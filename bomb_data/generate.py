@@ -85,6 +85,24 @@ def mj_state_dim(cfg: BombConfig, max_board_stones: int) -> int:
     return int(base + per * max_board_stones)
 
 
+def check_sequence_sources(cfg: BombConfig, board_sizes: set[int]) -> None:
+    """Every SGF file of ``sequence.sgf`` gives a legal sequence on every board size of the run.
+
+    Raises:
+        ConfigError: one line (malformed SGF, other board size, illegal move, game too short, no files).
+    """
+    sp = cfg.sequence
+    if sp.source != "sgf":
+        return
+    from .sequence.rules import sequence_from_sgf, sgf_files
+
+    if not sp.sgf:
+        raise ConfigError("sequence.sgf: expected an .sgf file or a directory for source: sgf, given none")
+    for f in sgf_files(sp.sgf):
+        for n in sorted(board_sizes):
+            sequence_from_sgf(f, n, sp.move_number, sp.length)
+
+
 # ------------------------------------------------------------------------------------------ worker
 _WORKER: dict[str, Any] = {}
 
@@ -99,7 +117,12 @@ def _worker_env(cfg: BombConfig):
 
         if "env" in _WORKER:
             _WORKER["env"].close()
-        _WORKER["env"] = GoPlaceEnv(cfg)
+        if cfg.task == "sequence":
+            from .sequence.env import GoSequenceEnv
+
+            _WORKER["env"] = GoSequenceEnv(cfg, sequence=cfg.sequence)
+        else:
+            _WORKER["env"] = GoPlaceEnv(cfg)
         _WORKER["key"] = key
         # OpenCV's own thread pool (the image perturbations) only adds overhead on small frames and
         # competes with the renderer and the other workers: run its kernels in the calling thread.
@@ -143,7 +166,10 @@ def run_episode(k: int, cfg: BombConfig, grid: Any, shard_dir: str, root_seed: i
                 shard.unlink(missing_ok=True)
         if rec is None:
             env = env or _worker_env(cfg)
-            rec, _ = rollout_expert(env, cfg, params, episode_seed(root_seed, k, attempt), gen.jpeg_quality)
+            roll = rollout_expert
+            if cfg.task == "sequence":
+                from .sequence.rollout import rollout_sequence_expert as roll
+            rec, _ = roll(env, cfg, params, episode_seed(root_seed, k, attempt), gen.jpeg_quality)
             rec.meta.update(episode_index=k, attempt=attempt, cell_id=cell.id,
                             split=split_of(root_seed, k, cell.heldout, gen.val_fraction))
             if (rec.meta["success"] or gen.keep_failures) and not in_memory:
@@ -342,8 +368,17 @@ def generate(cfg: BombConfig, out: Path, *, workers: int | None = None, schedule
     t0 = time.perf_counter()
     gen = cfg.generate
     grid = load_grid(gen.grid)
-    grid.require_empty_points(cfg.sim.min_empty_points)
-    max_stones = grid.max_board_stones
+    if cfg.task == "sequence":  # the board holds the game: its size bounds the stones, plus the bowls'
+        if cfg.generate.fixed_horizon is not None:
+            raise ConfigError("generate.fixed_horizon: not available with task: sequence (episodes end when the "
+                              "sequence does)")
+        sizes = ({cfg.sequence.board_size} if cfg.sequence.board_size else
+                 {c.params.scene.board_size for c in grid.cells()})
+        check_sequence_sources(cfg, sizes)  # bad SGF input: one line, before the store is touched
+        max_stones = max(sizes) ** 2 + cfg.sequence.length
+    else:
+        grid.require_empty_points(cfg.sim.min_empty_points)
+        max_stones = grid.max_board_stones
     content_hash = f"{cfg.content_hash()}-{grid.hash}"
     desc = {
         "config": cfg.model_dump(mode="json"),
@@ -360,6 +395,8 @@ def generate(cfg: BombConfig, out: Path, *, workers: int | None = None, schedule
         "mj_state_spec": "mjSTATE_INTEGRATION",
     }
     check_dashboard(dashboard, scheduler)
+    if cfg.task == "sequence":  # additive: a sequence store also holds schema.SEQUENCE_STEP_FEATURES
+        desc["task"] = "sequence"
     check_scheduler(scheduler)  # an unreachable scheduler must fail before --overwrite empties the store
     writer = StoreWriter.open(out, desc, mode=mode)
     try:

@@ -67,6 +67,20 @@ STEP_FEATURES: tuple[Feature, ...] = (
 
 FEATURES_BY_KEY = {f.key: f for f in STEP_FEATURES}
 
+#: Per-step arrays that only a store of the GoSequence task (description ``task: sequence``) holds, in
+#: addition to ``STEP_FEATURES``. The step's instruction is the episode's
+#: ``subtask_instructions[subtask_index]`` (or its whole-plan ``instruction`` in plan mode).
+SEQUENCE_STEP_FEATURES: tuple[Feature, ...] = (
+    Feature("subtask_index", "int32", (), None,
+            "0-based index of the subtask in progress at this step (GoSequence: the episode's subtasks, in order)."),
+)
+SEQUENCE_FEATURES_BY_KEY = {f.key: f for f in SEQUENCE_STEP_FEATURES}
+
+
+def step_features(task: str | None) -> tuple[Feature, ...]:
+    """The per-step arrays of a store of ``task`` (``place``, or None for stores before tasks, or ``sequence``)."""
+    return STEP_FEATURES + (SEQUENCE_STEP_FEATURES if task == "sequence" else ())
+
 MJ_STATE_DOC = (
     "MuJoCo state (mjSTATE_INTEGRATION) before the step's action, float64, NaN-padded to the store's "
     "mj_state_dim; an episode's own width is in its metadata (mj_state_size)."
@@ -100,4 +114,19 @@ EPISODE_FIELDS: dict[str, str] = {
     "line_spacing_px_min": "smallest pixels between neighbouring board lines in the agentview picture (far rows)",
     "length": "number of steps",
     "mj_state_size": "width of this episode's MuJoCo state vector",
+}
+
+# Additional metadata of a GoSequence episode (``task: sequence`` stores); ``instruction``, ``target``
+# and ``stone_color`` above then describe the first subtask (or the whole plan, in plan mode).
+SEQUENCE_EPISODE_FIELDS: dict[str, str] = {
+    "task": "sequence",
+    "subtasks": "the subtasks in order: [kind (place | remove), colour, row, col]",
+    "subtask_instructions": "the instruction of each subtask, in order (a step's: [subtask_index])",
+    "subtask_ends": "step index (exclusive) where each attempted subtask ended",
+    "subtasks_completed": "subtasks completed in a row from the first",
+    "failed_subtask": "index of the subtask that failed, null on success",
+    "plan_mode": "bool: the policy was given the whole plan as its instruction",
+    "sequence": "where the sequence came from: source, sgf file, move_number, length, capture_bias",
+    "initial_position": "stones on the board at the start: [row, col, colour]",
+    "final_position": "the rules library's position after the sequence: [row, col, colour]",
 }

@@ -130,6 +130,7 @@ def split_name(meta: dict[str, Any]) -> str:
 
 # The one state convention of bomb-data (robosuite's quat2axisangle branch), shared with every export.
 from bomb_data.rotations import quat_wxyz_to_axis_angle as quat_wxyz_to_axisangle_robosuite  # noqa: E402
+from bomb_data.sequence.steps import step_instructions  # noqa: E402
 
 
 def episode_metadata(meta: dict[str, Any], store_index: int, store_name: str) -> dict[str, Any]:
@@ -195,7 +196,7 @@ def episode_arrays(ep: Any, *, store_name: str, action_space: str = "canonical",
         "steps/is_first": is_first,
         "steps/is_last": is_last,
         "steps/is_terminal": is_terminal,
-        "steps/language_instruction": [str(ep.meta["instruction"])] * T,
+        "steps/language_instruction": step_instructions(ep),  # a sequence's: the step's subtask
     })
     for k, v in episode_metadata(ep.meta, ep.index, store_name).items():
         out[f"episode_metadata/{k}"] = v

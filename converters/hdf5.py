@@ -36,6 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bomb_data.errors import ExportError
+from bomb_data.sequence.steps import is_sequence, step_instructions
 
 from . import holds
 from ._hdf5_common import (
@@ -178,6 +179,9 @@ def _robomimic_episode(i: int) -> dict[str, Any]:
                 "gripper_states": ep["gripper_qpos"], "joint_states": ep["joint_pos"]},
         "images": {key: _images_payload(resize_frames(ep.images(cam), o["image_size"]), o["compression"])
                    for key, cam in ROBOMIMIC_CAMERAS.items()},
+        # a GoSequence episode: per-step subtask index and instruction (docs/sequences.md)
+        "sequence": ({"subtask_index": np.asarray(ep["subtask_index"], dtype=np.int32),
+                      "language_instruction": step_instructions(ep)} if is_sequence(ep.meta) else None),
     }
 
 
@@ -247,6 +251,11 @@ def _export_robomimic(store: Any, indices: list[int], out: Path, overwrite: bool
                     _write_lowdim(obs, k, np.asarray(v, dtype=np.float32), comp)
                 for k, payload in ep["images"].items():
                     _write_images(obs, k, payload, comp)
+                if ep["sequence"] is not None:  # per-step instruction strings and subtask boundaries
+                    g.create_dataset("subtask_index", data=ep["sequence"]["subtask_index"])
+                    g.create_dataset("language_instruction", data=ep["sequence"]["language_instruction"],
+                                     dtype=h5py.string_dtype("utf-8"))
+                    # (subtask_ends, subtasks, subtask_instructions: attributes from the metadata below)
                 g.attrs["num_samples"] = ep["length"]
                 g.attrs["init_state"] = np.asarray(ep["data"]["states"][0])
                 g.attrs["store_index"] = ep["index"]

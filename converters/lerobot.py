@@ -49,6 +49,7 @@ import pyarrow.parquet as pq
 from bomb_data._cpus import usable_cpus
 from bomb_data.errors import ExportError
 from bomb_data.schema import CAMERAS, FEATURES_BY_KEY
+from bomb_data.sequence.steps import episode_instructions, step_instructions
 
 from . import _lerobot_stats as st
 from . import _lerobot_video as vid
@@ -400,10 +401,10 @@ def _write(store: Any, indices: list[int], root: Path, jobs: _Jobs, *, keys: dic
     tasks: list[str] = []
     task_index: dict[str, int] = {}
     for i in indices:
-        t = str(store.episodes[i]["instruction"])
-        if t not in task_index:
-            task_index[t] = len(tasks)
-            tasks.append(t)
+        for t in episode_instructions(store.episodes[i]):  # a sequence: one task per subtask
+            if t not in task_index:
+                task_index[t] = len(tasks)
+                tasks.append(t)
 
     def submit(k: int) -> dict[str, Any]:
         s = indices[k]
@@ -436,14 +437,14 @@ def _write(store: Any, indices: list[int], root: Path, jobs: _Jobs, *, keys: dic
             for cam in CAMERAS:
                 cols[keys[cam]] = [{"bytes": b, "path": None} for b in res[cam]["images"]]
         frame_index = np.arange(T, dtype=np.int64)
-        ti = task_index[str(ep.meta["instruction"])]
+        frame_task = np.array([task_index[t] for t in step_instructions(ep)], dtype=np.int64)
         cols[keys["state"]] = state
         cols[keys["action"]] = action
         cols["timestamp"] = (frame_index / fps).astype(np.float32)
         cols["frame_index"] = frame_index
         cols["episode_index"] = np.full(T, k, dtype=np.int64)
         cols["index"] = np.arange(g0, g0 + T, dtype=np.int64)
-        cols["task_index"] = np.full(T, ti, dtype=np.int64)
+        cols["task_index"] = frame_task
         table = pa.table({name: _column(cols[name], schema.field(name).type) for name in schema.names}, schema=schema)
 
         ep_stats: dict[str, st.Stats] = {keys[cam]: res[cam]["stats"] for cam in CAMERAS}
@@ -451,7 +452,8 @@ def _write(store: Any, indices: list[int], root: Path, jobs: _Jobs, *, keys: dic
             ep_stats[name] = st.vector_stats(np.asarray(cols[name]), version)
         agg.add(ep_stats)
         segments = {keys[cam]: (Path(seg_dir / f"{k:06d}_{cam}.mp4"), T) for cam in CAMERAS} if video else {}
-        writer.add_episode(k, T, [tasks[ti]], table, ep_stats, segments, episode_extras(ep.meta, indices[k]), g0)
+        ep_tasks = [tasks[i] for i in dict.fromkeys(frame_task.tolist())]
+        writer.add_episode(k, T, ep_tasks, table, ep_stats, segments, episode_extras(ep.meta, indices[k]), g0)
         for p, _ in segments.values():
             p.unlink(missing_ok=True)
         bytes_img += sum(res[cam]["bytes"] for cam in CAMERAS)

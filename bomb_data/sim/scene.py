@@ -68,10 +68,22 @@ class Structure:
     table_texture: str
     n_distractors: int
     n_lights: int
+    supply: SequenceSupply | None = None  # None: the supply tray with the active stone (GoPlace)
 
     @classmethod
-    def of(cls, p: SceneParams) -> Structure:
-        return cls(p.board_size, p.n_board_stones, p.table_texture, p.n_distractors, p.n_lights)
+    def of(cls, p: SceneParams, supply: SequenceSupply | None = None) -> Structure:
+        return cls(p.board_size, p.n_board_stones, p.table_texture, p.n_distractors, p.n_lights, supply)
+
+
+@dataclass(frozen=True)
+class SequenceSupply:
+    """The GoSequence task's supply instead of the tray: a black and a white bowl holding ``n_black``
+    and ``n_white`` stones (flat, in a grid of slots), and a captures lid on the other side of the board.
+    In this scene there is no active stone: stones 0..n_board_stones-1 start on the board, then the
+    black bowl's stones, then the white bowl's."""
+
+    n_black: int
+    n_white: int
 
 
 @dataclass
@@ -113,6 +125,11 @@ class Scene:
     board_geoms: list[int] = field(default_factory=list)  # board body + lines + star points
     robot_geoms: list[int] = field(default_factory=list)  # every geom of the arm, hand and fingers
     tray_center: NDArray[np.float64] = field(default_factory=lambda: np.zeros(3))
+    # GoSequence scene only (None in the GoPlace scene): bowl slot positions per colour, the lid
+    bowl_slots: dict[str, NDArray[np.float64]] | None = None  # colour -> (n, 3), stone centres at rest
+    lid_center: NDArray[np.float64] | None = None  # top of the lid plate
+    lid_half: NDArray[np.float64] | None = None  # inner half extents (x, y)
+    view_points: NDArray[np.float64] | None = None  # extra points agentview_pose keeps in the picture
 
 
 def star_points(n: int) -> list[tuple[int, int]]:
@@ -129,9 +146,10 @@ def star_points(n: int) -> list[tuple[int, int]]:
     return pts
 
 
-def build_scene(cfg: SimConfig, p: SceneParams) -> Scene:
-    """Build and compile the scene for the structural parameters of ``p``."""
-    st = Structure.of(p)
+def build_scene(cfg: SimConfig, p: SceneParams, supply: SequenceSupply | None = None) -> Scene:
+    """Build and compile the scene for the structural parameters of ``p`` (and the GoSequence supply:
+    bowls and lid instead of the tray, when given)."""
+    st = Structure.of(p, supply)
     g = BoardGeometry.of(st.board_size, cfg)
     spec = mujoco.MjSpec()
     spec.modelname = "bomb_go"
@@ -213,12 +231,17 @@ def build_scene(cfg: SimConfig, p: SceneParams) -> Scene:
         tray.add_geom(name=f"tray_wall{k}", type=mujoco.mjtGeom.mjGEOM_BOX, size=[sx, sy, 0.005],
                       pos=[dx * TRAY_HALF_M, dy * TRAY_HALF_M, 0.005], material="tray",
                       contype=ENV_CONTYPE, conaffinity=ENV_CONAFFINITY)
+    if supply is not None:  # the GoSequence scene: bowls and a captures lid instead of the tray
+        spec.delete(tray)
+        bowls = _add_bowls_and_lid(spec, g, supply)
+        tray_xy = bowls["black"][0][:2]
 
     # Stones: index 0 is the active stone, then the stones already on the board.
     r, ht = g.stone_diameter / 2, g.stone_thickness / 2
     mass = 2300 * math.pi * r * r * 2 * ht  # glass-like density
-    for k in range(1 + st.n_board_stones):
-        name = "stone_active" if k == 0 else f"stone{k}"
+    names = (["stone_active"] + [f"stone{k}" for k in range(1, 1 + st.n_board_stones)] if supply is None
+             else [f"stone{k}" for k in range(1, 1 + st.n_board_stones + supply.n_black + supply.n_white)])
+    for k, name in enumerate(names):
         b = wb.add_body(name=name, pos=[0, 0, -1 - 0.1 * k])
         b.add_freejoint(name=name)
         b.add_geom(name=f"{name}_col", type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[r, ht, 0], mass=mass,
@@ -274,8 +297,7 @@ def build_scene(cfg: SimConfig, p: SceneParams) -> Scene:
     sc.robot_geoms = [i for i in range(model.ngeom) if model.body_rootid[model.geom_bodyid[i]] == robot_root]
     finger_bodies = {mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, f"finger_{s}") for s in ("left", "right")}
     sc.ids["finger_geoms"] = [i for i in range(model.ngeom) if model.geom_bodyid[i] in finger_bodies]  # type: ignore[assignment]
-    for k in range(1 + st.n_board_stones):
-        name = "stone_active" if k == 0 else f"stone{k}"
+    for name in names:
         bid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, name)
         sc.stone_bodies.append(bid)
         sc.stone_geoms.append(gid(f"{name}_col"))
@@ -283,13 +305,69 @@ def build_scene(cfg: SimConfig, p: SceneParams) -> Scene:
         jid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
         sc.stone_qpos_adr.append(int(model.jnt_qposadr[jid]))
     sc.distractor_geoms = [gid(f"distractor{k}") for k in range(st.n_distractors)]
-    sc.tray_center = tray_center_of(g)
+    sc.tray_center = np.array([tray_xy[0], tray_xy[1], TRAY_PLATE_M])
+    if supply is not None:
+        sc.bowl_slots = {c: bowls[c][1] for c in ("black", "white")}
+        sc.lid_center, sc.lid_half = bowls["lid"]
+        sc.view_points = bowls["view"]
     return sc
 
 
 def tray_center_of(g: BoardGeometry) -> NDArray[np.float64]:
     """Centre of the supply tray's plate top (beside the board, on the robot's right)."""
     return np.array([BOARD_CENTER_XY[0] - 0.05, -(g.half_extent + TRAY_CENTER_XY_OFFSET), TRAY_PLATE_M])
+
+
+BOWL_WALL_M = 0.012  # height of bowl and lid walls
+
+
+def _bowl_pitch(g: BoardGeometry) -> float:
+    """Distance between stone slots in a bowl: room for the open fingers between neighbours."""
+    return g.stone_diameter + 0.032
+
+
+def _add_bowls_and_lid(spec: mujoco.MjSpec, g: BoardGeometry, supply: SequenceSupply) -> dict:
+    """The black bowl (nearer the robot) and the white bowl on the robot's right of the board, the
+    captures lid on its left: open boxes with low walls, stones in two columns of slots."""
+    wb = spec.worldbody
+    spec.add_material(name="bowl_black", rgba=(0.22, 0.13, 0.07, 1), specular=0.2, shininess=0.3)
+    spec.add_material(name="bowl_white", rgba=(0.62, 0.48, 0.30, 1), specular=0.2, shininess=0.3)
+    spec.add_material(name="lid", rgba=(0.45, 0.30, 0.16, 1), specular=0.2, shininess=0.3)
+    h, pitch, r = g.half_extent, _bowl_pitch(g), g.stone_diameter / 2
+    margin = r + 0.03  # slot centre to the inner wall: the open fingers clear the walls in any direction
+    rows = max(1, math.ceil(max(supply.n_black, supply.n_white, 1) / 2))
+    half = np.array([(rows - 1) * pitch / 2 + margin, pitch / 2 + margin])
+    cy = -(h + 0.02 + half[1])
+    out: dict = {}
+    view = []
+
+    def box(name: str, center: NDArray, half_xy: NDArray, material: str) -> None:
+        body = wb.add_body(name=name, pos=[center[0], center[1], 0])
+        body.add_geom(name=f"{name}_plate", type=mujoco.mjtGeom.mjGEOM_BOX, size=[*half_xy, TRAY_PLATE_M / 2],
+                      pos=[0, 0, TRAY_PLATE_M / 2], material=material, contype=ENV_CONTYPE,
+                      conaffinity=ENV_CONAFFINITY, friction=[0.6, 0.01, 0.001], condim=4)
+        t = 0.003
+        for k, (dx, dy, sx, sy) in enumerate(((1, 0, t, half_xy[1] + t), (-1, 0, t, half_xy[1] + t),
+                                              (0, 1, half_xy[0], t), (0, -1, half_xy[0], t))):
+            body.add_geom(name=f"{name}_wall{k}", type=mujoco.mjtGeom.mjGEOM_BOX, size=[sx, sy, BOWL_WALL_M / 2],
+                          pos=[dx * (half_xy[0] + t), dy * (half_xy[1] + t), BOWL_WALL_M / 2], material=material,
+                          contype=ENV_CONTYPE, conaffinity=ENV_CONAFFINITY)
+        for sx in (-1, 1):
+            for sy in (-1, 1):
+                view.append([center[0] + sx * half_xy[0], center[1] + sy * half_xy[1], 0.0])
+
+    for color, sign in (("black", -1), ("white", 1)):
+        c = np.array([BOARD_CENTER_XY[0] + sign * (half[0] + 0.008), cy])
+        box(f"bowl_{color}", c, half, f"bowl_{color}")
+        slots = [[c[0] + (i // 2 - (rows - 1) / 2) * pitch, c[1] + (i % 2 - 0.5) * pitch,
+                  TRAY_PLATE_M + g.stone_thickness / 2 + 1e-4] for i in range(2 * rows)]
+        out[color] = (np.array([c[0], c[1], TRAY_PLATE_M]), np.array(slots))
+    lid_half = np.array([0.09, 0.055])
+    lc = np.array([BOARD_CENTER_XY[0], h + 0.02 + lid_half[1] + 0.006])
+    box("lid", lc, lid_half, "lid")
+    out["lid"] = (np.array([lc[0], lc[1], TRAY_PLATE_M]), lid_half)
+    out["view"] = np.array(view)
+    return out
 
 
 def _yaw_quat(yaw: float) -> NDArray[np.float64]:
@@ -333,7 +411,10 @@ def agentview_pose(sc: Scene, p: SceneParams, fovy_deg: float, aspect: float) ->
     """Camera position and quaternion: on a sphere around the board at the perturbed angles, at the
     distance that gives the board the same share of the picture at every size with the tray in view
     (``bomb_data.sim.framing``), scaled by ``camera_distance_scale``."""
-    pos, R = frame_agentview(board_corners_world(sc, p), tray_corners_world(sc), p.camera_elevation_deg,
+    keep = tray_corners_world(sc)
+    if sc.view_points is not None:  # the GoSequence bowls and lid
+        keep = np.concatenate([keep, sc.view_points])
+    pos, R = frame_agentview(board_corners_world(sc, p), keep, p.camera_elevation_deg,
                              p.camera_azimuth_deg, fovy_deg, aspect, p.camera_distance_scale)
     return pos, matrix_to_quat(R)
 

@@ -20,7 +20,7 @@ import zarr
 from numpy.typing import NDArray
 
 from ..errors import StoreError
-from ..schema import CAMERAS, FEATURES_BY_KEY, SCHEMA_VERSION, STORE_FORMAT
+from ..schema import CAMERAS, FEATURES_BY_KEY, SCHEMA_VERSION, SEQUENCE_FEATURES_BY_KEY, STORE_FORMAT
 from .format import (
     ALL_CHUNKS_WRITTEN,
     CHECKSUM_KEY,
@@ -62,7 +62,10 @@ class Episode:
         return self.length
 
     def __getitem__(self, key: str) -> NDArray[Any]:
-        """A per-step array of ``schema.STEP_FEATURES`` (T, *shape), checked against its checksum."""
+        """A per-step array of ``schema.STEP_FEATURES`` (T, *shape), or in a sequence store of
+        ``schema.SEQUENCE_STEP_FEATURES``, checked against its checksum."""
+        if key in SEQUENCE_FEATURES_BY_KEY and self._store.description.get("task") == "sequence":
+            return self._store._read_rows(self, key)
         if key not in FEATURES_BY_KEY:
             raise KeyError(f"unknown step key {key!r}; expected one of {sorted(FEATURES_BY_KEY)}")
         return self._store._read_rows(self, key)

@@ -19,7 +19,7 @@ from zarr.codecs import BloscCodec
 
 from .._fault import fault_point
 from ..errors import StoreError
-from ..schema import CAMERAS, SCHEMA_VERSION, STEP_FEATURES, STORE_FORMAT
+from ..schema import CAMERAS, SCHEMA_VERSION, STORE_FORMAT, step_features
 from .format import (
     ALL_CHUNKS_WRITTEN,
     CHECKSUM_KEY,
@@ -225,7 +225,7 @@ class StoreWriter:
                                 "store_id": uuid.uuid4().hex}
         fault_point("create-described")
         data = g.require_group("data")
-        for f in STEP_FEATURES:
+        for f in step_features(description.get("task")):
             per_step = int(np.prod(f.shape)) if f.shape else 1
             chunk = max(256, _VEC_CHUNK_STEPS // max(1, per_step // 4))
             data.create_array(f.key, shape=(0, *f.shape), chunks=(chunk, *f.shape), dtype=f.dtype,
@@ -294,7 +294,7 @@ class StoreWriter:
         c = self._commit
         data = self._group["data"]
         cut = []
-        for f in STEP_FEATURES:
+        for f in step_features(self.description.get("task")):
             a = data[f.key]
             if a.shape[0] != c["steps"]:
                 cut.append(f.key)
@@ -377,7 +377,10 @@ class StoreWriter:
         n0, T = c["steps"], record.length
         data = self._group["data"]
         sums: dict[str, str] = {}
-        for f in STEP_FEATURES:
+        for f in step_features(self.description.get("task")):
+            if f.key not in record.steps:
+                raise StoreError(f"episode {record.meta.get('episode_index')}: missing step key '{f.key}' of a "
+                                 f"{self.description.get('task')} store")
             rows = np.ascontiguousarray(record.steps[f.key], dtype=f.dtype)
             _write_rows(data[f.key], n0, rows)
             sums[f.key] = array_checksum(rows)
