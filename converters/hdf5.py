@@ -228,7 +228,7 @@ def _is_our_hdf5(p: Path) -> bool:
 
 def _export_robomimic(store: Any, indices: list[int], out: Path, overwrite: bool, workers: int,
                       progress: Callable[[int], None] | None, opts: dict[str, Any]) -> tuple[Path, int]:
-    _h5py()  # h5py is installed, or one line saying how to get it
+    h5py = _h5py()  # h5py is installed, or one line saying how to get it
     final = _robomimic_target(out)
     comp = opts["compression"]
     metas = [store.episodes[i] for i in indices]

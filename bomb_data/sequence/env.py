@@ -99,7 +99,8 @@ class _LidCheck:
             reason = ("missed_grasp" if not self.lifted else "not_released" if not released
                       else "not_in_lid" if not in_lid else "not_flat" if not flat
                       else "displaced_stones" if disp >= env.cfg.displaced_tolerance_m else "not_at_rest")
-        return Placement(ok, reason, err, (-1, -1), released, at_rest, flat, False, disp)
+        tilt = math.degrees(math.acos(min(1.0, abs(float(zaxis[2])))))
+        return Placement(ok, reason, err, (-1, -1), released, at_rest, flat, False, disp, tilt, None, None)
 
 
 class GoSequenceEnv(GoPlaceEnv):
@@ -212,10 +213,12 @@ class GoSequenceEnv(GoPlaceEnv):
         if st.kind == "place":
             self.target = st.point
             self.target_world = intersection_world(sc, ps, *st.point)
+            # the checker sees this subtask's stone as the active one, with its contact sensors
+            ids = {**sc.ids, **{t: sc.ids[f"{t}@{k}"] for t in ("touch_left", "touch_right", "touch_any")}}
             view = dataclasses.replace(sc, stone_bodies=[sc.stone_bodies[k]] + [sc.stone_bodies[b] for b in others],
-                                       stone_geoms=[sc.stone_geoms[k]] + [sc.stone_geoms[b] for b in others])
+                                       stone_geoms=[sc.stone_geoms[k]] + [sc.stone_geoms[b] for b in others], ids=ids)
             initial = np.array([d.xpos[sc.stone_bodies[b]] for b in others]).reshape(-1, 3)
-            self.checker = SuccessChecker(view, self.cfg, ps, st.point, self.target_world, initial)
+            self.checker = SuccessChecker(view, self.cfg, ps, st.point, self.target_world, initial, d)
         else:
             self.target = st.point
             self.target_world = self.drop_points[i]
@@ -229,8 +232,14 @@ class GoSequenceEnv(GoPlaceEnv):
         a = np.asarray(action, dtype=np.float64).reshape(-1)
         if a.shape != (7,) or not np.all(np.isfinite(a)):
             raise ValueError(f"action: expected 7 finite floats, found shape {a.shape} {a[:7]}")
-        m, d = self.model, self.data
-        self.ctrl.apply(a, lambda: mujoco.mj_step(m, d))
+        m, d, chk = self.model, self.data, self.checker
+
+        def substep() -> None:
+            mujoco.mj_step(m, d)
+            if getattr(chk, "holding", False):  # a place's release is judged at the substep it happens
+                chk.track(d)
+
+        self.ctrl.apply(a, substep)
         self._steps += 1
         i = self.index
         self.subtask_steps[i] += 1

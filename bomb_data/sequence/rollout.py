@@ -70,7 +70,7 @@ def rollout_sequence_expert(env: Any, cfg: BombConfig, params: EpisodeParams, se
             ends.append(len(states))
         if terminated or truncated:
             break
-    success, reason = _outcome(info, info)
+    success, reason = _outcome(info, info, env.placement.reason)
     steps = {k: np.asarray(v, dtype=np.int32 if k == "subtask_index" else np.float32) for k, v in rows.items()}
     steps["reward"][-1] = float(success)
     p = env.params

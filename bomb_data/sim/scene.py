@@ -263,11 +263,14 @@ def build_scene(cfg: SimConfig, p: SceneParams, supply: SequenceSupply | None = 
         spec.geom(f"pad_{side}").priority = 1
     # Contact sensors (counts of contacts, computed in every physics step): each finger with the
     # active stone, and the active stone with anything. The success check reads them per substep.
-    for name, other in (("touch_left", "finger_left"), ("touch_right", "finger_right"), ("touch_any", None)):
-        sen = spec.add_sensor(name=name, type=mujoco.mjtSensor.mjSENS_CONTACT, objtype=mujoco.mjtObj.mjOBJ_BODY,
-                              objname="stone_active", intprm=[1, 0, 1])
-        if other is not None:
-            sen.reftype, sen.refname = mujoco.mjtObj.mjOBJ_BODY, other
+    # The GoSequence scene has no single active stone: every stone gets its sensors, named
+    # "<sensor>@<index in Scene.stone_bodies>", and each subtask's checker reads its stone's.
+    for suffix, body in _sensed_stones(names, supply):
+        for name, other in (("touch_left", "finger_left"), ("touch_right", "finger_right"), ("touch_any", None)):
+            sen = spec.add_sensor(name=name + suffix, type=mujoco.mjtSensor.mjSENS_CONTACT,
+                                  objtype=mujoco.mjtObj.mjOBJ_BODY, objname=body, intprm=[1, 0, 1])
+            if other is not None:
+                sen.reftype, sen.refname = mujoco.mjtObj.mjOBJ_BODY, other
     wb.add_camera(name="agentview", pos=[-0.2, 0, 1.0], xyaxes=[0, -1, 0, 0.7, 0, 0.7], fovy=45)
 
     spec.option.enableflags |= mujoco.mjtEnableBit.mjENBL_SLEEP
@@ -290,8 +293,10 @@ def build_scene(cfg: SimConfig, p: SceneParams, supply: SequenceSupply | None = 
         "pad_left": gid("pad_left"),
         "pad_right": gid("pad_right"),
     }
-    for name in ("touch_left", "touch_right", "touch_any"):
-        sc.ids[name] = int(model.sensor_adr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SENSOR, name)])
+    for suffix, _ in _sensed_stones(names, supply):
+        for name in ("touch_left", "touch_right", "touch_any"):
+            sc.ids[name + suffix] = int(model.sensor_adr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SENSOR,
+                                                                            name + suffix)])
     sc.board_geoms = [i for i in range(model.ngeom) if model.geom_bodyid[i] == sc.ids["board_body"]]
     robot_root = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "link0")
     sc.robot_geoms = [i for i in range(model.ngeom) if model.body_rootid[model.geom_bodyid[i]] == robot_root]
@@ -311,6 +316,12 @@ def build_scene(cfg: SimConfig, p: SceneParams, supply: SequenceSupply | None = 
         sc.lid_center, sc.lid_half = bowls["lid"]
         sc.view_points = bowls["view"]
     return sc
+
+
+def _sensed_stones(names: list[str], supply: SequenceSupply | None) -> list[tuple[str, str]]:
+    """(sensor-name suffix, stone body name) of the stones with contact sensors: the active stone of
+    GoPlace (no suffix), or every stone of a GoSequence scene (suffix ``@<index>``)."""
+    return [("", "stone_active")] if supply is None else [(f"@{j}", n) for j, n in enumerate(names)]
 
 
 def tray_center_of(g: BoardGeometry) -> NDArray[np.float64]:
