@@ -123,3 +123,18 @@ def test_report_and_explanation_link_each_other(tmp_path: Path):
     assert p.returncode == 0, p.stderr
     page = (tmp_path / "run" / "report.html").read_text()
     assert "<h2>Explanations</h2>" in page and "href='../run-explain/explain.html'" in page
+
+
+@pytest.mark.compat
+def test_split_heads_matches_the_fused_attention():
+    """split_mha_heads on torch's nn.MultiheadAttention (sequence and batch first, padding mask)."""
+    from tests.conftest import run_side
+
+    res = json.loads(run_side("lerobot30", REPO / "tests" / "compat" / "check_patching.py", "mha",
+                              timeout=300).stdout)
+    assert set(res) == {"batch_first=False", "batch_first=True"}
+    for r in res.values():
+        assert r["split_diff"] < 1e-6  # the same output as the fused call
+        # zeroing head 1 at out_proj's input removes exactly W[:, 4:8] @ head1 from the output
+        assert r["head1_zeroed_diff"] < 1e-5 and r["head1_effect"] > 0.05
+        assert r["original_after_copy_changed"] == 0.0 and r["copy_differs"] > 1e-3  # a deep copy is its own

@@ -137,32 +137,36 @@ def split_mha_heads(mha: Any) -> Any:
     ``o_proj`` of a LLaMA layer. Same result as the fused call (up to float rounding; tested). Only the
     packed projection (query, key and value of one size), as LeRobot's ACT uses it.
     """
-    import torch
-    from torch.nn import functional as F
+    import types
 
     if getattr(mha, "_bomb_split_heads", False):
         return mha.out_proj
     if not getattr(mha, "_qkv_same_embed_dim", True):
         raise ValueError("split_mha_heads: separate query/key/value projections are not supported")
-    d = mha.embed_dim
-
-    def forward(query: Any, key: Any, value: Any, key_padding_mask: Any = None, need_weights: bool = True,
-                attn_mask: Any = None, average_attn_weights: bool = True, is_causal: bool = False) -> Any:
-        q, k, v = query, key, value
-        if mha.batch_first:
-            q, k, v = (x.transpose(0, 1) for x in (q, k, v))
-        eye = torch.eye(d, dtype=q.dtype, device=q.device)
-        heads, weights = F.multi_head_attention_forward(
-            q, k, v, d, mha.num_heads, mha.in_proj_weight, mha.in_proj_bias, mha.bias_k, mha.bias_v,
-            mha.add_zero_attn, mha.dropout, eye, None, training=mha.training, key_padding_mask=key_padding_mask,
-            need_weights=need_weights, attn_mask=attn_mask, average_attn_weights=average_attn_weights,
-            is_causal=is_causal)
-        out = mha.out_proj(heads)
-        return (out.transpose(0, 1) if mha.batch_first else out), weights
-
-    mha.forward = forward
+    mha.forward = types.MethodType(_split_forward, mha)  # bound: a deep copy of the module stays its own
     mha._bomb_split_heads = True
     return mha.out_proj
+
+
+def _split_forward(mha: Any, query: Any, key: Any, value: Any, key_padding_mask: Any = None,
+                   need_weights: bool = True, attn_mask: Any = None, average_attn_weights: bool = True,
+                   is_causal: bool = False) -> Any:
+    """``nn.MultiheadAttention.forward`` with the output projection applied as a module (``split_mha_heads``)."""
+    import torch
+    from torch.nn import functional as F
+
+    q, k, v = query, key, value
+    if mha.batch_first:
+        q, k, v = (x.transpose(0, 1) for x in (q, k, v))
+    d = mha.embed_dim
+    eye = torch.eye(d, dtype=q.dtype, device=q.device)
+    heads, weights = F.multi_head_attention_forward(
+        q, k, v, d, mha.num_heads, mha.in_proj_weight, mha.in_proj_bias, mha.bias_k, mha.bias_v,
+        mha.add_zero_attn, mha.dropout, eye, None, training=mha.training, key_padding_mask=key_padding_mask,
+        need_weights=need_weights, attn_mask=attn_mask, average_attn_weights=average_attn_weights,
+        is_causal=is_causal)
+    out = mha.out_proj(heads)
+    return (out.transpose(0, 1) if mha.batch_first else out), weights
 
 
 def act_units(policy: Any) -> dict[str, list[Any]]:
