@@ -12,6 +12,7 @@ embedded as JSON (``<script id="bomb-summary">``), so tests and tools can read t
 
 from __future__ import annotations
 
+import glob
 import html
 import json
 import os
@@ -289,6 +290,14 @@ def render_html(summary: dict[str, Any], rows: list[dict[str, Any]], eval_dir: P
 def write_report(path: Path, summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     """Write the page atomically."""
     path = Path(path)
+    page = render_html(summary, rows, eval_dir=path.parent)
+    # explanations of this run (`bomb-data explain --out <this dir>-explain...`, a sibling: docs/explain.md)
+    found = sorted(path.parent.parent.glob(f"{glob.escape(path.parent.name)}-explain*/explain.html"))
+    if found:
+        names = [_E(p.parent.name) for p in found]
+        links = "".join(f"<li><a href='../{n}/explain.html'>{n}</a></li>" for n in names)
+        mark = "<script type='application/json' id='bomb-summary'>"
+        page = page.replace(mark, f"<h2>Explanations</h2><ul>{links}</ul>{mark}", 1)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(render_html(summary, rows, eval_dir=path.parent), encoding="utf-8")
+    tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, path)

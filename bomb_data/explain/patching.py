@@ -18,9 +18,8 @@ Restoring every block restores the output (R = 1); restoring none leaves L_corr 
 The tiny interface: a policy (its ``python:`` object) with ``score(obs, actions) -> float`` and
 ``explain_modules() -> {"blocks": [(name, module), ...], "heads": [(name, module, n_heads), ...]}``.
 Ready mappings: ``llama_units(model)`` (LLaMA-style decoders as in OpenVLA: ``model.layers[i]`` and
-``layers[i].self_attn.o_proj``) and ``act_units(policy)`` (LeRobot's ACT: encoder and decoder layers;
-its ``nn.MultiheadAttention`` fuses the head mixing into one call, so heads are not hookable there and
-only blocks are returned).
+``layers[i].self_attn.o_proj``) and ``act_units(policy)`` (LeRobot's ACT: encoder and decoder layers,
+and the heads of every ``nn.MultiheadAttention`` in them — see ``split_mha_heads``).
 """
 
 from __future__ import annotations
@@ -127,10 +126,64 @@ def llama_units(model: Any) -> dict[str, list[Any]]:
             "heads": [(f"layer{i}", b.self_attn.o_proj, int(n)) for i, b in enumerate(layers)]}
 
 
+def split_mha_heads(mha: Any) -> Any:
+    """Make the heads of a ``torch.nn.MultiheadAttention`` hookable; returns its ``out_proj``.
+
+    ``nn.MultiheadAttention`` applies ``out_proj`` inside one fused functional call, so no hook sees the
+    concatenated heads. This replaces the instance's ``forward`` (idempotent) by the same computation in
+    two steps: ``F.multi_head_attention_forward`` with an identity output projection (its output is the
+    concatenated heads, head h at ``[h*d/n, (h+1)*d/n)`` of the last dimension), then ``out_proj`` called
+    as a module, so a forward pre-hook on ``out_proj`` sees — and may replace — single heads, exactly as
+    ``o_proj`` of a LLaMA layer. Same result as the fused call (up to float rounding; tested). Only the
+    packed projection (query, key and value of one size), as LeRobot's ACT uses it.
+    """
+    import types
+
+    if getattr(mha, "_bomb_split_heads", False):
+        return mha.out_proj
+    if not getattr(mha, "_qkv_same_embed_dim", True):
+        raise ValueError("split_mha_heads: separate query/key/value projections are not supported")
+    mha.forward = types.MethodType(_split_forward, mha)  # bound: a deep copy of the module stays its own
+    mha._bomb_split_heads = True
+    return mha.out_proj
+
+
+def _split_forward(mha: Any, query: Any, key: Any, value: Any, key_padding_mask: Any = None,
+                   need_weights: bool = True, attn_mask: Any = None, average_attn_weights: bool = True,
+                   is_causal: bool = False) -> Any:
+    """``nn.MultiheadAttention.forward`` with the output projection applied as a module (``split_mha_heads``)."""
+    import torch
+    from torch.nn import functional as F
+
+    q, k, v = query, key, value
+    if mha.batch_first:
+        q, k, v = (x.transpose(0, 1) for x in (q, k, v))
+    d = mha.embed_dim
+    eye = torch.eye(d, dtype=q.dtype, device=q.device)
+    heads, weights = F.multi_head_attention_forward(
+        q, k, v, d, mha.num_heads, mha.in_proj_weight, mha.in_proj_bias, mha.bias_k, mha.bias_v,
+        mha.add_zero_attn, mha.dropout, eye, None, training=mha.training, key_padding_mask=key_padding_mask,
+        need_weights=need_weights, attn_mask=attn_mask, average_attn_weights=average_attn_weights,
+        is_causal=is_causal)
+    out = mha.out_proj(heads)
+    return (out.transpose(0, 1) if mha.batch_first else out), weights
+
+
 def act_units(policy: Any) -> dict[str, list[Any]]:
-    """Blocks of LeRobot's ACT (``policy.model.encoder.layers``, ``policy.model.decoder.layers``); no heads
-    (``nn.MultiheadAttention`` applies ``out_proj`` inside one fused call, so no hook sees single heads)."""
+    """Blocks and heads of LeRobot's ACT (``policy.model.encoder.layers``, ``policy.model.decoder.layers``).
+
+    Blocks: every encoder and decoder layer (its output, the residual stream, sequence first). Heads:
+    ``encoder{i}`` (self-attention), ``decoder{i}.self`` and ``decoder{i}.cross`` (the decoder's
+    self- and cross-attention), made hookable by ``split_mha_heads`` (this patches the policy's
+    attention modules in place; their results are unchanged). ACT's activations are sequence first,
+    so ``positions`` (batch first) does not apply to it.
+    """
     m = getattr(policy, "model", policy)
     blocks = [(f"encoder{i}", b) for i, b in enumerate(m.encoder.layers)]
     blocks += [(f"decoder{i}", b) for i, b in enumerate(m.decoder.layers)]
-    return {"blocks": blocks, "heads": []}
+    heads = [(f"encoder{i}", split_mha_heads(b.self_attn), b.self_attn.num_heads)
+             for i, b in enumerate(m.encoder.layers)]
+    for i, b in enumerate(m.decoder.layers):
+        heads.append((f"decoder{i}.self", split_mha_heads(b.self_attn), b.self_attn.num_heads))
+        heads.append((f"decoder{i}.cross", split_mha_heads(b.multihead_attn), b.multihead_attn.num_heads))
+    return {"blocks": blocks, "heads": heads}

@@ -76,6 +76,50 @@ def write_triptych(path: Path, img: NDArray[np.uint8], patch: dict[str, Any], m:
     return str(path)
 
 
+def write_patching_png(path: Path, p: dict[str, Any]) -> str:
+    """PNG heat map of activation patching: one row per layer (unit name), the layer's own R(u) in the
+    first column ("block"), then R of each head; blue (R <= 0) -> red (R >= 1), a cell without a value
+    (no such head, or L_clean == L_corr) grey. The values are written in the cells."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    names = list(dict.fromkeys([*p.get("blocks", {}), *p.get("heads", {})]))
+    nh = max([len(v) for v in p.get("heads", {}).values()] + [0])
+    cell, left, top, gap = 40, 8 + 7 * max([len(n) for n in names] + [5]), 22, 8
+    width = left + cell + (gap + nh * cell if nh else 0) + 8
+    height = top + cell * len(names) + 30
+    im = Image.new("RGB", (width, height), (255, 255, 255))
+    d = ImageDraw.Draw(im)
+    font = ImageFont.load_default()
+    cols = [("block", left)] + [(f"h{h}", left + cell + gap + h * cell) for h in range(nh)]
+    for label, x in cols:
+        d.text((x + 4, 6), label, fill=(0, 0, 0), font=font)
+
+    def draw(x: int, y: int, v: float | None) -> None:
+        col = (200, 200, 200) if v is None else tuple(int(c) for c in heat_colors(np.array(v)).tolist())
+        d.rectangle([x, y, x + cell - 2, y + cell - 2], fill=col)
+        if v is not None:
+            d.text((x + 4, y + cell // 2 - 6), f"{v:.2f}", fill=(0, 0, 0) if 0.2 < v < 0.8 else (255, 255, 255),
+                   font=font)
+
+    for i, name in enumerate(names):
+        y = top + i * cell
+        d.text((6, y + cell // 2 - 6), name, fill=(0, 0, 0), font=font)
+        draw(left, y, p.get("blocks", {}).get(name))
+        hs = p.get("heads", {}).get(name, [])
+        for h in range(nh):
+            draw(left + cell + gap + h * cell, y, hs[h] if h < len(hs) else None)
+    y = top + cell * len(names) + 8
+    for i in range(width - 16):  # the colour scale, R from 0 (left) to 1 (right)
+        d.line([8 + i, y, 8 + i, y + 8], fill=tuple(int(c) for c in heat_colors(np.array(i / (width - 17))).tolist()))
+    d.text((8, y + 9), "R 0", fill=(0, 0, 0), font=font)
+    d.text((width - 24, y + 9), "1", fill=(0, 0, 0), font=font)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    im.save(tmp, optimize=True)
+    os.replace(tmp, path)
+    return str(path)
+
+
 # ------------------------------------------------------------------------------------------- summary
 def _read_rows(out: Path) -> list[dict[str, Any]]:
     from ..evaluate.runner import read_results
@@ -130,6 +174,7 @@ def summarize(rows: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any
         "frame_errors": sum(1 for r in rows if r.get("unit") == "frame" and r.get("status") == "error"),
         "noise_floor_max": float(max(noise)) if noise else None,
         "e_text": text,
+        "e_text_not_applicable": meta.get("e_text_not_applicable"),
         "e_patch_mass_inside": mass,
         "rollouts": by_variant,
         "instruction_following": {"score": k / len(cf) if cf else None, "n": len(cf), "nearer_counterfactual": k,
@@ -162,6 +207,13 @@ def finalize(out: Path, seconds: float | None = None) -> dict[str, Any]:
     t = out / "summary.json.tmp"
     t.write_text(json.dumps(summary, indent=2, default=str))
     os.replace(t, out / "summary.json")
+    from ..evaluate.runner import _safe
+
+    for r in rows:  # R(u) heat maps, one per patched frame (rewritten from the rows: always in step with them)
+        if r.get("unit") == "frame" and r.get("patching"):
+            pic = out / "pictures" / _safe(r["episode_id"]) / f"{int(r['step']):05d}_patching.png"
+            write_patching_png(pic, r["patching"])
+            r["patching_picture"] = str(pic.relative_to(out))
     write_html(out / "explain.html", summary, rows)
     return summary
 
@@ -201,6 +253,17 @@ def _patching_table(p: dict[str, Any]) -> str:
     return "".join(out) + "</table>"
 
 
+def _eval_link(path: Path) -> str:
+    """A link back to the evaluation this explains: ``<X>-explain*/`` next to ``<X>/report.html``."""
+    name = path.parent.name
+    if "-explain" not in name:
+        return ""
+    ev = name[:name.rindex("-explain")]
+    if not (path.parent.parent / ev / "report.html").is_file():
+        return ""
+    return f"<p>Evaluation: <a href='../{html.escape(ev)}/report.html'>{html.escape(ev)}/report.html</a></p>"
+
+
 def write_html(path: Path, summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     """One page: E_text bars, rollout table, instruction-following, every frame's pictures."""
     e = html.escape
@@ -210,6 +273,7 @@ def write_html(path: Path, summary: dict[str, Any], rows: list[dict[str, Any]]) 
              "td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left}.bar{height:12px;background:#d33}"
              ".noise{background:#999}img{max-width:100%;image-rendering:pixelated}</style>",
              f"<h1>Why does {e(str(summary['policy']))} act as it does?</h1>",
+             _eval_link(path),
              f"<p>Score: {e(json.dumps(summary['scorer']))}. Frames: {summary['frames']}, noise floor (max over "
              f"frames): {summary['noise_floor_max']}.</p>",
              "<h2>Instruction following (counterfactual targets)</h2>",
@@ -222,7 +286,10 @@ def write_html(path: Path, summary: dict[str, Any], rows: list[dict[str, Any]]) 
                      f"<td>{b['success_original']}</td><td>{b['on_original_target']}</td>"
                      f"<td>{b['placement_error_original_mm_mean']}</td></tr>")
     parts.append("</table><h2>E_text per span (mean over frames; frames above the noise floor)</h2>")
-    parts.append(_bars(summary["e_text"], summary["noise_floor_max"]))
+    if summary.get("e_text_not_applicable"):
+        parts.append(f"<p>E_text is not applicable: {e(str(summary['e_text_not_applicable']))}</p>")
+    else:
+        parts.append(_bars(summary["e_text"], summary["noise_floor_max"]))
     parts.append("<h2>E_patch: share of positive mass on the target / active stone</h2><pre>"
                  + e(json.dumps(summary["e_patch_mass_inside"], indent=1)) + "</pre>")
     parts.append("<h2>Frames</h2><p>Each picture: input | patch effects | interpolated heat map (blue = no change, "
@@ -238,6 +305,8 @@ def write_html(path: Path, summary: dict[str, Any], rows: list[dict[str, Any]]) 
         parts.append(f"<p>score(clean) {r['score_clean']:.4g}, noise floor {r['noise_floor']:.4g}</p>")
         if r.get("patching"):
             parts.append(_patching_table(r["patching"]))
+            if r.get("patching_picture"):
+                parts.append(f"<p><img src='{e(r['patching_picture'])}' alt='R(u) heat map'></p>")
         for cam, p in (r.get("pictures") or {}).items():
             parts.append(f"<p>{e(cam)}, max E_patch {r['patch'][cam]['max']:.4g}<br><img src='{e(p)}'></p>")
     tmp = path.with_suffix(".html.tmp")

@@ -1,6 +1,8 @@
 # Side env `lerobot30`: lerobot 0.4.4 (the newest release for Python 3.11; it reads and writes
 # LeRobot dataset format v3.0), used by tests/test_export_lerobot.py (compat) through
 # tests/compat/check_lerobot.py to load our v3.0 export with the real LeRobotDataset.
+# Also tests/test_explain_act.py (compat): ACT trained in-process (lerobot.policies, hence diffusers) and
+# explained with bomb_data.explain (pydantic, opencv) through tests/compat/check_explain_act.py.
 #
 # lerobot declares torch<2.11, torchvision<0.26 and many heavy extras (wandb, rerun, diffusers,
 # opencv, torchcodec...). Only its dataset code is exercised, so it is installed with --no-deps

@@ -102,9 +102,50 @@ def explain_run() -> None:
     json.dump({"row": row, "map_shape": list(maps["agentview"].shape)}, sys.stdout)
 
 
+def mha_split() -> None:
+    """``split_mha_heads`` against the fused ``nn.MultiheadAttention``: same outputs (sequence and batch
+    first, with a key padding mask), a pre-hook on ``out_proj`` replacing one head changes the output only
+    through that head's columns, a deep copy runs its own weights."""
+    import copy
+
+    from bomb_data.explain.patching import split_mha_heads
+
+    res = {}
+    for batch_first in (False, True):
+        torch.manual_seed(0)
+        mha = torch.nn.MultiheadAttention(16, 4, batch_first=batch_first).eval()
+        x = torch.randn(2, 5, 16) if batch_first else torch.randn(5, 2, 16)
+        pad = torch.zeros(2, 5, dtype=torch.bool)
+        pad[1, 4] = True
+        with torch.no_grad():
+            ref = mha(x, x, x, key_padding_mask=pad)[0]
+            split_mha_heads(mha)
+            got = mha(x, x, x, key_padding_mask=pad)[0]
+            h = mha.out_proj.register_forward_pre_hook(lambda _m, i: (torch.cat([i[0][..., :4], 0 * i[0][..., 4:8],
+                                                                                 i[0][..., 8:]], -1),))
+            zeroed = mha(x, x, x, key_padding_mask=pad)[0]
+            h.remove()
+            heads = (got - mha.out_proj.bias) @ torch.linalg.inv(mha.out_proj.weight).T
+            expect = got - heads[..., 4:8] @ mha.out_proj.weight[:, 4:8].T
+            twin = copy.deepcopy(mha)
+            with torch.no_grad():
+                twin.in_proj_weight.mul_(2)
+            same_after_copy = float((mha(x, x, x, key_padding_mask=pad)[0] - got).abs().max())
+            copy_own = float((twin(x, x, x, key_padding_mask=pad)[0] - got).abs().max())
+        res[f"batch_first={batch_first}"] = {"split_diff": float((got - ref).abs().max()),
+                                             "head1_zeroed_diff": float((zeroed - expect).abs().max()),
+                                             "head1_effect": float((zeroed - got).abs().max()),
+                                             "original_after_copy_changed": same_after_copy,
+                                             "copy_differs": copy_own}
+    json.dump(res, sys.stdout)
+
+
 def main() -> None:
     if sys.argv[1:] == ["frame"]:
         explain_run()
+        return
+    if sys.argv[1:] == ["mha"]:
+        mha_split()
         return
     torch.manual_seed(0)
     m = Tiny().eval()
