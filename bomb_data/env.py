@@ -218,6 +218,7 @@ class GoPlaceEnv(gym.Env):
         mujoco.mj_forward(m, d)
         for _ in range(int(SETTLE_S / m.opt.timestep)):
             mujoco.mj_step(m, d)
+        mujoco.mj_forward(m, d)  # as after every step: derived quantities of the state itself
         self.target_world = intersection_world(sc, ps, tr, tc)
         initial = np.array([d.xpos[b] for b in sc.stone_bodies[1:]]).reshape(-1, 3)
         self.checker = SuccessChecker(sc, self.cfg, ps, self.target, self.target_world, initial, d)
@@ -245,6 +246,9 @@ class GoPlaceEnv(gym.Env):
                 chk.track(d)
 
         self.ctrl.apply(a, substep)
+        # positions of the state after the step (mj_step leaves those of its start): observations,
+        # the success check and the frames then agree exactly with the recorded mj_state
+        mujoco.mj_forward(m, d)
         self._steps += 1
         pl = chk.check(d)
         self._placement = pl

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bomb_data.config import load_config
+from bomb_data.evaluate.gate import FirstCallFailure
 from bomb_data.evaluate.runner import evaluate, read_results
 from bomb_data.evaluate.servers import Faults, OpenPIServer, OpenVLAServer, served_policy
 
@@ -143,8 +144,10 @@ def test_malformed_arrays_from_a_server_are_policy_errors(tmp_path: Path, protoc
 
 def test_object_dtype_reply_with_dask_workers_is_a_policy_error(tmp_path: Path):
     # the default path (worker processes): the reply must not crash the worker and abort the run
+    # Every reply is bad from the first one, so the run stops at the first call ('fail loudly'): the
+    # worker decoded the reply into a named bad_reply (a segfaulting worker would give no such line)
     cfg = small_cfg(max_steps=20)
     with _server("openpi", Faults(malformed="object_dtype", malformed_after=0), cfg) as srv:
-        s = evaluate(cfg, f"openpi://127.0.0.1:{srv.port}", tmp_path / "ev", episodes_per_cell=2, workers=2,
+        with pytest.raises(FirstCallFailure, match=r"bad_reply: .*dtype object"):
+            evaluate(cfg, f"openpi://127.0.0.1:{srv.port}", tmp_path / "ev", episodes_per_cell=2, workers=2,
                      concurrency=2, videos_per_cell=0, adapter=PRIV, retries=0, timeout_s=5)
-    assert s["complete"] and s["error_kinds"] == {"bad_reply": 2}

@@ -30,15 +30,14 @@ def test_truth_agrees_with_the_recording(tiny_store):
     images = ep.images("agentview")
     lum: dict[str, list[float]] = {"black": [], "white": []}
     for _e, t, cam, objs in store_truth(store, [0], steps={0: steps}, cameras=("agentview", "wrist")):
-        # the target point recomputed now equals the one recorded at generation (to 0.05 px: the
-        # recording read positions MuJoCo computed before the last physics substep of the step, the
-        # restored state is one substep later; docs/grounding.md)
+        # the target point recomputed now equals the one recorded at generation (the env computes
+        # positions from the state it records, so restoring it reproduces them exactly)
         rec = ep[f"target_px_{cam}"][t]
         got = objs["target"].point
         if np.isnan(rec).any():
             assert got is None
         else:
-            assert got == pytest.approx(tuple(rec.tolist()), abs=0.05)
+            assert got == pytest.approx(tuple(rec.tolist()), abs=1e-3)
         for name, o in objs.items():
             assert o.visible.shape == store.image_shape[:2]
             if name != "target":  # rendered twice: what is seen is part of the whole object

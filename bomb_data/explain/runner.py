@@ -41,7 +41,15 @@ from ..errors import ConfigError
 from ..evaluate.adapt import AdapterConfig, adapt_observation, to_action_chunk
 from ..evaluate.policies import NOOP_ACTION, make_policy, parse_policy_spec, plan_adapter
 from ..evaluate.protocol import EpisodeStart, PolicyFailure, policy_seed
-from ..evaluate.runner import EpisodeSpec, _key_change, _ResultsWriter, _safe, grid_episodes, read_results
+from ..evaluate.runner import (
+    EpisodeSpec,
+    _key_change,
+    _ResultsWriter,
+    _safe,
+    grid_episodes,
+    read_results,
+    write_atomic,
+)
 from ..perturb.language import SPAN_NAMES
 from .interventions import (
     OCCLUDERS,
@@ -340,6 +348,9 @@ def _prepare_out(out: Path, run_key: dict[str, Any], overwrite: bool) -> list[di
             shutil.rmtree(out / d, ignore_errors=True)
         return []
     if not (out / RUN_FILE).exists():
+        if (out / RESULTS).exists() and (out / RESULTS).stat().st_size:
+            # as eval: results whose run record is gone are refused, never discarded
+            raise ConfigError(f"{out} holds results but no {RUN_FILE}; use --overwrite or another --out")
         return []
     try:
         prev = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
@@ -470,10 +481,8 @@ def explain(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", c
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "privileged": privileged,
                 "scorer": scorer.describe(), "cameras": cameras, "image_size": [h, w],
                 "episodes_planned": [e.episode_id for e in specs]}
-        tmp = out / (RUN_FILE + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2, default=str))
-        os.replace(tmp, out / RUN_FILE)
-        writer = _ResultsWriter(out / RESULTS, prev)
+        write_atomic(out / RUN_FILE, json.dumps(meta, indent=2, default=str))
+        writer = _ResultsWriter(out / RESULTS)  # keeps every whole row already there (= prev)
         done_frames = {(r["episode_id"], r["step"]) for r in prev if r.get("unit") == "frame"}
         done_roll = {(r["episode_id"], r["variant"]) for r in prev if r.get("unit") == "rollout"}
         plans = {r["episode_id"]: r for r in prev if r.get("unit") == "episode"}

@@ -169,6 +169,7 @@ class GoSequenceEnv(GoPlaceEnv):
         mujoco.mj_forward(m, d)
         for _ in range(int(SETTLE_S / m.opt.timestep)):
             mujoco.mj_step(m, d)
+        mujoco.mj_forward(m, d)  # as after every step: derived quantities of the state itself
         # which stone each subtask moves: bowl stones in slot order, captured stones by their point
         on_board = {pt: k for k, (pt, _) in enumerate(stones)}
         next_bowl = {"black": len(stones), "white": len(stones) + supply.n_black}
@@ -240,6 +241,9 @@ class GoSequenceEnv(GoPlaceEnv):
                 chk.track(d)
 
         self.ctrl.apply(a, substep)
+        # positions of the state after the step (mj_step leaves those of its start): observations,
+        # the success check and the frames then agree exactly with the recorded mj_state
+        mujoco.mj_forward(m, d)
         self._steps += 1
         i = self.index
         self.subtask_steps[i] += 1
