@@ -3,8 +3,8 @@
 For a model whose environment cannot hold the evaluator (another torch or numpy, a GPU host):
 ``bomb-data serve --policy lerobot:CKPT --port 8000`` (or ``robomimic:CKPT.pth``) runs where the
 model's stack is installed and ``bomb-data eval --policy openpi://HOST:8000`` runs anywhere.
-Serving imports neither mujoco nor dask. The server's metadata (sent first on every connection, as openpi servers do) says what the
-policy expects, under ``bomb_data``::
+Serving imports neither mujoco nor dask. The server's metadata (sent first on every connection,
+as openpi servers do) says what the policy expects, under ``bomb_data``::
 
     {"policy": "lerobot:...", "type": "act", "adapter": {image_keys, image_size, resize_mode,
      state_key, state_layout, instruction_key, replan_steps, gripper, send_episode_id: true},
