@@ -480,8 +480,9 @@ def served_adapter(spec: PolicySpec, probe: Any, acfg: AdapterConfig, overrides:
         return acfg
     given = {k: v for k, v in overrides.items() if v is not None}
     if given.pop("preset", None) is not None:  # --adapter PRESET: the user's choice replaces the server's
-        base_preset = acfg.model_dump()
-        served = {**served, "adapter": {k: v for k, v in base_preset.items() if k not in given}}
+        chosen = {k: v for k, v in acfg.model_dump().items() if k not in given}  # keys and sizes: the user's
+        chosen["send_episode_id"] = bool(served["adapter"].get("send_episode_id"))  # the protocol: the server's
+        served = {**served, "adapter": chosen}
     if acfg.send_privileged:
         given["send_privileged"] = True
     try:
