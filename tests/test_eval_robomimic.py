@@ -46,7 +46,8 @@ def bc_config(dataset: Path, out: Path, low_dim: list[str] = LOW_DIM, rgb: list[
             "experiment": {"name": "bomb_bc", "validate": False, "save": {"enabled": True, "every_n_epochs": 1},
                            "epoch_every_n_steps": 2, "rollout": {"enabled": False}, "logging": {"log_tb": False}},
             "train": {"data": str(dataset), "output_dir": str(out), "num_epochs": 1, "batch_size": 4,
-                      "seq_length": 1, "frame_stack": 1, "cuda": False, "hdf5_cache_mode": "low_dim"},
+                      "seq_length": 1, "frame_stack": 1, "cuda": False, "hdf5_cache_mode": "low_dim",
+                      "hdf5_filter_key": "train", "hdf5_load_next_obs": False},
             "observation": {"modalities": {"obs": {"low_dim": low_dim, "rgb": rgb}}}}
 
 
