@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -40,21 +41,24 @@ def _side_env() -> dict[str, str]:
     return env
 
 
-def bc_config(dataset: Path, out: Path, low_dim: list[str] = LOW_DIM, rgb: list[str] = RGB) -> dict:
-    """The recipe's config: robomimic's BC with the export's obs keys; everything else robomimic's default."""
-    return {"algo_name": "bc",
+def bc_config(dataset: Path, out: Path, low_dim: list[str] = LOW_DIM, rgb: list[str] = RGB, rnn: bool = False
+              ) -> dict:
+    """The recipe's config: robomimic's BC (BC-RNN with ``rnn``) with the export's obs keys; everything else
+    robomimic's default."""
+    extra = {"algo": {"rnn": {"enabled": True, "horizon": 4, "hidden_dim": 32}}} if rnn else {}
+    return {"algo_name": "bc", **extra,
             "experiment": {"name": "bomb_bc", "validate": False, "save": {"enabled": True, "every_n_epochs": 1},
                            "epoch_every_n_steps": 2, "rollout": {"enabled": False}, "logging": {"log_tb": False}},
             "train": {"data": str(dataset), "output_dir": str(out), "num_epochs": 1, "batch_size": 4,
-                      "seq_length": 1, "frame_stack": 1, "cuda": False, "hdf5_cache_mode": "low_dim",
+                      "seq_length": 4 if rnn else 1, "frame_stack": 1, "cuda": False, "hdf5_cache_mode": "low_dim",
                       "hdf5_filter_key": "train", "hdf5_load_next_obs": False},
             "observation": {"modalities": {"obs": {"low_dim": low_dim, "rgb": rgb}}}}
 
 
-def train_bc(py: Path, dataset: Path, out: Path, **keys: list[str]) -> Path:
+def train_bc(py: Path, dataset: Path, out: Path, **kw: Any) -> Path:
     """robomimic's train.py with ``bc_config``; the checkpoint it wrote."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bc.json").write_text(json.dumps(bc_config(dataset, out, **keys), indent=2))
+    (out / "bc.json").write_text(json.dumps(bc_config(dataset, out, **kw), indent=2))
     p = subprocess.run([str(py), "-m", "robomimic.scripts.train", "--config", str(out / "bc.json")],
                        capture_output=True, text=True, timeout=1200, env=_side_env(), cwd=str(out))
     # train.py prints its exception and exits 0: its last line says whether the run succeeded
@@ -113,6 +117,25 @@ def test_served_checkpoint_runs_two_episodes_without_error(trained, server, tmp_
     assert p.returncode == 0, p.stderr
     keyed = lambda rs: [(r["episode_id"], r["steps"], r["placement_error_mm"], r["success"]) for r in rs]  # noqa: E731
     assert keyed(_rows(tmp_path / "b")) == keyed(rows)
+
+
+def test_bc_rnn_served_resets_its_hidden_state_per_episode(trained, tmp_path: Path, run_cli):
+    """BC-RNN (robomimic's RolloutPolicy keeps the RNN state and resets it in start_episode): 2 episodes,
+    0 errors, and the same rows again with the episodes interleaved on the server (concurrency 2)."""
+    ck = train_bc(trained["py"], trained["hdf5"], tmp_path / "rnn", rnn=True)
+    s = Served(trained["py"], f"robomimic:{ck}", tmp_path / "serve_rnn.log").wait()
+    try:
+        runs = []
+        for name, conc in (("a", "1"), ("b", "2")):
+            p = run_cli("eval", "--policy", f"openpi://127.0.0.1:{s.port}", "--out", str(tmp_path / name), *EVAL,
+                        "--concurrency", conc)
+            assert p.returncode == 0 and json.loads(p.stdout)["errors"] == 0, p.stderr
+            runs.append(sorted((r["episode_id"], r["steps"], r["placement_error_mm"]) for r in _rows(tmp_path / name)))
+    finally:
+        s.stop()
+    meta = json.loads((tmp_path / "a" / "summary.json").read_text())["policy_description"]["server_metadata"]
+    assert meta["bomb_data"]["algo"]["rnn"]["enabled"] is True
+    assert len(runs[0]) == 2 and runs[0] == runs[1]
 
 
 def test_in_process_where_robomimic_is_importable(trained, server, tmp_path: Path):
