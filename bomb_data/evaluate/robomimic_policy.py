@@ -44,7 +44,8 @@ CAMERA_OF = {"agentview_rgb": "agentview", "eye_in_hand_rgb": "wrist"}
 
 
 class _Skip:
-    """Stands for whatever torch object the unpickler meets (tensors, storages): never built."""
+    """Stands for any class or function the unpickler meets (tensors, storages, arrays): calling it,
+    building it or setting its state keeps nothing."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
@@ -53,22 +54,17 @@ class _Skip:
         pass
 
 
-def _skip(*args: Any, **kwargs: Any) -> None:
-    return None
-
-
 class _MetaUnpickler(pickle.Unpickler):
-    """Reads a ``torch.save`` pickle without torch: containers and plain values only; torch
-    objects become ``None``; any other class is refused (nothing else is imported or run)."""
+    """Reads a ``torch.save`` pickle without torch: plain values and ``OrderedDict`` are built; every
+    other object (tensors, storages, numpy arrays of normalisation statistics...) becomes a stand-in
+    that holds nothing. Nothing is imported or run."""
 
     SAFE = {("collections", "OrderedDict"): OrderedDict}
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self.SAFE:
             return self.SAFE[(module, name)]
-        if module == "torch" or module.startswith("torch."):
-            return _Skip if name[:1].isupper() else _skip
-        raise pickle.UnpicklingError(f"unexpected object {module}.{name}")
+        return _Skip
 
     def persistent_load(self, pid: Any) -> None:
         return None
