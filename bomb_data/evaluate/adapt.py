@@ -28,11 +28,12 @@ from numpy.typing import NDArray
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..rotations import state8
+from ..rotations import quat_wxyz_to_axis_angle, state8
 from .protocol import PolicyFailure, policy_seed
 
 GripperMode = Literal["canonical", "openvla", "close01", "inverted"]
 StateLayout = Literal["eef_axisangle_fingers", "eef_quat_fingers", "joints_fingers", "none"]
+LowDim = Literal["ee_pos", "ee_ori", "ee_states", "gripper_states", "joint_states"]
 ACTION_DIM = 7
 
 
@@ -49,6 +50,10 @@ class AdapterConfig(BaseModel):
     flip_180: bool = Field(False, description="rotate images by 180 degrees (LIBERO-trained models)")
     state_key: str | None = "state"
     state_layout: StateLayout = "eef_axisangle_fingers"
+    lowdim_keys: dict[str, LowDim] = Field(default_factory=dict,
+                                        description="more low-dim inputs: key in the policy's observation -> "
+                                        "quantity (LOWDIM_DIMS: ee_pos, ee_ori, ee_states, gripper_states, "
+                                        "joint_states), as the HDF5 export's obs/* hold them (robomimic)")
     instruction_key: str = "instruction"
     prompt_template: str = Field("{instruction}", description="text sent = template with {instruction}")
     lowercase: bool = False
@@ -105,6 +110,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "openpi": dict(image_keys={"agentview": "observation/image", "wrist": "observation/wrist_image"},
                    image_size=224, resize_mode="pad", state_key="observation/state", instruction_key="prompt",
                    gripper="canonical", replan_steps=5),
+    # robomimic/LIBERO keys of the HDF5 export (obs/*): two images, every low-dim key, no single state
+    # vector (robomimic: checkpoints keep the keys their config names, with its image size)
+    "robomimic": dict(image_keys={"agentview": "agentview_rgb", "wrist": "eye_in_hand_rgb"}, resize_mode="stretch",
+                      state_key=None, state_layout="none",
+                      lowdim_keys={k: k for k in ("ee_pos", "ee_ori", "ee_states", "gripper_states", "joint_states")},
+                      gripper="canonical", replan_steps=None),
     # LeRobot v3.0 export keys (lerobot: checkpoints refine it from their config.json: keys, size)
     "lerobot": dict(image_keys={"agentview": "observation.images.agentview", "wrist": "observation.images.wrist"},
                     resize_mode="stretch", state_key="observation.state", instruction_key="task",
@@ -159,6 +170,26 @@ def adapt_image(img: NDArray[np.uint8], cfg: AdapterConfig) -> NDArray[np.uint8]
     return np.ascontiguousarray(img)
 
 
+#: Low-dim quantities of the HDF5 export (converters/hdf5.py, robomimic layout) -> length.
+LOWDIM_DIMS = {"ee_pos": 3, "ee_ori": 3, "ee_states": 6, "gripper_states": 2, "joint_states": 7}
+
+
+def lowdim_value(obs: dict[str, Any], name: str) -> NDArray[np.float32]:
+    """One low-dim quantity of ``LOWDIM_DIMS`` from the environment's observation, float32, computed from
+    the float32 parts exactly as the HDF5 export computes it (bit-identical to the training data)."""
+    if name == "ee_pos":
+        return np.asarray(obs["eef_pos"], np.float32)
+    if name == "ee_ori":
+        return quat_wxyz_to_axis_angle(obs["eef_quat"])
+    if name == "ee_states":
+        return np.concatenate([np.asarray(obs["eef_pos"], np.float32), quat_wxyz_to_axis_angle(obs["eef_quat"])])
+    if name == "gripper_states":
+        return np.asarray(obs["gripper_qpos"], np.float32)
+    if name == "joint_states":
+        return np.asarray(obs["joint_pos"], np.float32)
+    raise ValueError(f"low-dim quantity: unknown {name!r} (known: {', '.join(LOWDIM_DIMS)})")
+
+
 def state_vector(obs: dict[str, Any], layout: str) -> NDArray[np.float32]:
     """Proprioceptive state in ``layout``: eef pos + axis-angle + fingers (8, LIBERO/openpi), eef pos +
     quaternion w-x-y-z + fingers (9), or joint positions + fingers (9)."""
@@ -181,6 +212,8 @@ def adapt_observation(obs: dict[str, Any], cfg: AdapterConfig, *, privileged: di
         out[key] = adapt_image(obs[cam], cfg)
     if cfg.state_key and cfg.state_layout != "none":
         out[cfg.state_key] = state_vector(obs, cfg.state_layout)
+    for key, name in cfg.lowdim_keys.items():
+        out[key] = lowdim_value(obs, name)
     text = cfg.prompt_template.format(instruction=obs["instruction"])
     out[cfg.instruction_key] = text.lower() if cfg.lowercase else text
     out.update(cfg.extra)

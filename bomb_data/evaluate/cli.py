@@ -26,7 +26,8 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
 
 
 @click.option("--policy", required=True,
-              help="expert | random | noop | replay:STORE | lerobot:CHECKPOINT_DIR | python:module:factory | "
+              help="expert | random | noop | replay:STORE | lerobot:CHECKPOINT_DIR | robomimic:CHECKPOINT.pth | "
+                   "python:module:factory | "
                    "openpi://HOST:PORT | "
                    "openvla://HOST:PORT | openvla-oft://HOST:PORT")
 @click.option("--grid", default="nominal", show_default=True,
@@ -53,6 +54,10 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
               help="Render SIZE x SIZE images [default: from the config, 256].")
 @click.option("--max-steps", type=click.IntRange(min=10), default=None,
               help="Step limit of an episode [default: config].")
+@click.option("--adapter", "adapter_preset", default=None,
+              type=click.Choice(["canonical", "openpi", "robomimic", "lerobot", "openvla", "openvla-oft"]),
+              help="Adapter preset (keys, sizes, conventions) instead of the one the policy, its checkpoint or "
+                   "its server's metadata picks; the flags below override single fields (docs/evaluation.md).")
 @click.option("--policy-image-size", type=click.IntRange(min=8, max=2048), default=None,
               help="Resize images sent to the policy [default: 224 for openpi/openvla, as rendered otherwise].")
 @click.option("--resize-mode", type=click.Choice(["pad", "stretch"]), default=None,
@@ -94,6 +99,7 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def _eval(policy: str, grid: str, k: int, seed: int, workers: int | None, concurrency: int, scheduler: str | None,
           out: Path | None, overwrite: bool, config_path: Path | None, render_size: int | None, max_steps: int | None,
+          adapter_preset: str | None,
           policy_image_size: int | None, resize_mode: str | None, center_crop: float | None, flip_180: bool | None,
           image_keys: str | None, state_key: str | None, state_layout: str | None, prompt_key: str | None,
           prompt_template: str | None, gripper: str | None, binarize_gripper: bool | None, replan_steps: int | None,
@@ -128,7 +134,7 @@ def _eval(policy: str, grid: str, k: int, seed: int, workers: int | None, concur
         image_keys=_image_keys(image_keys), state_key=state_key, state_layout=state_layout,
         instruction_key=prompt_key, prompt_template=prompt_template, gripper=gripper,
         binarize_gripper=binarize_gripper, replan_steps=replan_steps, settle_steps=settle_steps,
-        send_episode_id=send_episode_id, send_privileged=send_privileged)
+        send_episode_id=send_episode_id, send_privileged=send_privileged, preset=adapter_preset)
     if state_key == "":
         adapter["state_key"], adapter["state_layout"] = None, "none"
     adapter = {k_: v for k_, v in adapter.items() if v is not None or k_ == "state_key" and state_key == ""}

@@ -180,9 +180,19 @@ def check_adapter(info: CheckpointInfo, acfg: Any, where: str, render_size: int 
             raise ConfigError(f"{where}: the checkpoint was trained on {h}x{w} images ({key}), the environment "
                               f"renders {render_size}x{render_size}, which would be upsampled: render at least "
                               f"that size (--image-size {h}; ideally the size of the store it was trained on)")
-    if len(info.state) > 1:
-        raise ConfigError(f"{where}: the checkpoint has {len(info.state)} state inputs; bomb-data sends one")
+    lowdim = dict(getattr(acfg, "lowdim_keys", None) or {})
+    vectors = {k: v for k, v in info.state.items() if k not in lowdim}
+    if len(vectors) > 1:
+        raise ConfigError(f"{where}: the checkpoint has {len(vectors)} state inputs; bomb-data sends one state "
+                          "vector (and the HDF5 export's low-dim keys, adapter preset robomimic)")
+    from .adapt import LOWDIM_DIMS
+
     for key, shape in info.state.items():
+        if key in lowdim:
+            if (LOWDIM_DIMS[lowdim[key]],) != shape:
+                raise ConfigError(f"{where}: the checkpoint needs {key!r} of {list(shape)}, the evaluation would "
+                                  f"send {lowdim[key]} of [{LOWDIM_DIMS[lowdim[key]]}]")
+            continue
         dim = STATE_DIMS.get(acfg.state_layout, 0) if acfg.state_key else 0
         if acfg.state_key != key or (dim,) != shape:
             raise ConfigError(f"{where}: the checkpoint needs state {key!r} of {list(shape)}, the evaluation would "

@@ -56,7 +56,7 @@ class PolicySpec:
 
     @property
     def preset(self) -> str:
-        return self.kind if self.remote or self.kind == "lerobot" else "canonical"
+        return self.kind if self.remote or self.kind in ("lerobot", "robomimic") else "canonical"
 
     @property
     def name(self) -> str:
@@ -70,6 +70,9 @@ class PolicySpec:
         if self.kind == "lerobot":
             parts = [x for x in re.split(r"[/\\]+", self.target) if x and x not in ("pretrained_model", ".")]
             return "lerobot-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(parts[-3:]) or "checkpoint")
+        if self.kind == "robomimic":
+            parts = [x for x in re.split(r"[/\\]+", self.target) if x and x not in ("models", ".")]
+            return "robomimic-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(parts[-3:]) or "checkpoint")
         return f"{self.kind}-{self.target}-{self.port}"
 
 
@@ -88,6 +91,12 @@ def parse_policy_spec(text: str) -> PolicySpec:
         if not path:
             raise PolicyError("policy 'lerobot:': expected lerobot:CHECKPOINT_DIR (a pretrained_model directory)")
         return PolicySpec("lerobot", t, path)
+    if t.startswith("robomimic:"):
+        path = t[len("robomimic:"):]
+        if not path:
+            raise PolicyError("policy 'robomimic:': expected robomimic:CHECKPOINT.pth (the file robomimic's "
+                              "train.py writes)")
+        return PolicySpec("robomimic", t, path)
     if t.startswith("python:"):
         rest = t[len("python:"):]
         if rest.count(":") != 1 or not all(rest.split(":")):
@@ -100,6 +109,7 @@ def parse_policy_spec(text: str) -> PolicySpec:
             raise PolicyError(f"policy {t!r}: port must be 1..65535")
         return PolicySpec(m.group(1), t, m.group(2), port)
     raise PolicyError(f"unknown policy {text!r}: expected expert, random, noop, replay:STORE, lerobot:CHECKPOINT_DIR, "
+                      "robomimic:CHECKPOINT.pth, "
                       "python:module:factory, openpi://HOST:PORT, openvla://HOST:PORT or openvla-oft://HOST:PORT")
 
 
@@ -377,6 +387,10 @@ def make_policy(spec: PolicySpec, cfg: Any = None, *, unnorm_key: str | None = N
         from .lerobot_policy import LeRobotPolicy
 
         return LeRobotPolicy(spec.target)
+    if spec.kind == "robomimic":
+        from .robomimic_policy import RobomimicPolicy
+
+        return RobomimicPolicy(spec.target)
     if spec.kind == "openpi":
         return OpenPIPolicy(spec.target, spec.port, timeout_s, retries, backoff_s)
     if spec.kind in ("openvla", "openvla-oft"):
@@ -391,6 +405,26 @@ def default_adapter(spec: PolicySpec, render_size: int | None = None, **override
 
     if spec.kind == "expert":
         overrides.setdefault("send_privileged", True)
+    preset = overrides.pop("preset", None)
+    if preset is not None:  # the user's choice (--adapter) replaces what the spec would pick
+        if preset not in PRESETS:
+            raise ConfigError(f"--adapter: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
+        acfg = adapter_for(preset, **overrides)
+        if spec.kind in ("lerobot", "robomimic"):
+            from .lerobot_policy import check_adapter
+
+            check_adapter(_checkpoint_info(spec), acfg, f"policy {spec.text}", render_size)
+        return acfg
+    if spec.kind == "robomimic":  # the checkpoint's own keys and sizes (read from the .pth, no torch)
+        from .adapt import AdapterConfig
+        from .lerobot_policy import check_adapter
+        from .robomimic_policy import adapter_preset as robomimic_preset
+
+        info = _checkpoint_info(spec)
+        acfg = AdapterConfig(**{**adapter_preset_or(info, overrides, robomimic_preset, "robomimic"),
+                                **{k: v for k, v in overrides.items() if v is not None}})
+        check_adapter(info, acfg, f"policy {spec.text}", render_size)
+        return acfg
     if spec.kind == "lerobot":  # the checkpoint's own keys and sizes (read from its config.json, no lerobot)
         from .adapt import AdapterConfig
         from .lerobot_policy import adapter_preset, check_adapter, read_checkpoint
@@ -405,14 +439,29 @@ def default_adapter(spec: PolicySpec, render_size: int | None = None, **override
     return adapter_for(spec.preset, **overrides)
 
 
-def adapter_preset_or(info: Any, overrides: dict[str, Any], preset: Any) -> dict[str, Any]:
+def _checkpoint_info(spec: PolicySpec) -> Any:
+    """What a ``lerobot:`` or ``robomimic:`` checkpoint expects (read without its framework)."""
+    if spec.kind == "robomimic":
+        from .robomimic_policy import read_checkpoint as read_robomimic
+
+        return read_robomimic(spec.target)
+    from .lerobot_policy import read_checkpoint
+
+    return read_checkpoint(spec.target)
+
+
+def adapter_preset_or(info: Any, overrides: dict[str, Any], preset: Any, base: str = "lerobot") -> dict[str, Any]:
     """The checkpoint's preset; with ``image_keys`` given by the user, a camera mapping it cannot
     derive from the key names is not an error."""
     if overrides.get("image_keys"):
         try:
             return preset(info)
         except PolicyError:
-            return {k: v for k, v in PRESETS["lerobot"].items() if k != "image_keys"} | {
+            if base == "robomimic":
+                return {k: v for k, v in PRESETS[base].items() if k != "image_keys"} | {
+                    "lowdim_keys": {k: k for k in info.state},
+                    "image_size": next(iter(info.images.values()))[1] if info.images else None}
+            return {k: v for k, v in PRESETS[base].items() if k != "image_keys"} | {
                 "image_size": next(iter(info.images.values()))[1] if info.images else None}
     return preset(info)
 
@@ -430,6 +479,10 @@ def served_adapter(spec: PolicySpec, probe: Any, acfg: AdapterConfig, overrides:
     if not isinstance(served, dict) or not isinstance(served.get("adapter"), dict):
         return acfg
     given = {k: v for k, v in overrides.items() if v is not None}
+    if given.pop("preset", None) is not None:  # --adapter PRESET: the user's choice replaces the server's
+        chosen = {k: v for k, v in acfg.model_dump().items() if k not in given}  # keys and sizes: the user's
+        chosen["send_episode_id"] = bool(served["adapter"].get("send_episode_id"))  # the protocol: the server's
+        served = {**served, "adapter": chosen}
     if acfg.send_privileged:
         given["send_privileged"] = True
     try:

@@ -1,10 +1,10 @@
 """``bomb-data serve``: any policy bomb-data can load, behind the openpi websocket protocol.
 
 For a model whose environment cannot hold the evaluator (another torch or numpy, a GPU host):
-``bomb-data serve --policy lerobot:CKPT --port 8000`` runs where the model's stack is installed and
-``bomb-data eval --policy openpi://HOST:8000`` runs anywhere. Serving imports neither mujoco nor
-dask. The server's metadata (sent first on every connection, as openpi servers do) says what the
-policy expects, under ``bomb_data``::
+``bomb-data serve --policy lerobot:CKPT --port 8000`` (or ``robomimic:CKPT.pth``) runs where the
+model's stack is installed and ``bomb-data eval --policy openpi://HOST:8000`` runs anywhere.
+Serving imports neither mujoco nor dask. The server's metadata (sent first on every connection,
+as openpi servers do) says what the policy expects, under ``bomb_data``::
 
     {"policy": "lerobot:...", "type": "act", "adapter": {image_keys, image_size, resize_mode,
      state_key, state_layout, instruction_key, replan_steps, gripper, send_episode_id: true},
@@ -44,9 +44,13 @@ def serve_metadata(spec: Any, policy: Any, privileged: bool) -> dict[str, Any]:
     desc = policy.describe() if hasattr(policy, "describe") else {"kind": spec.kind}
     served: dict[str, Any] = {"policy": spec.text, "type": desc.get("type", spec.kind), "action_dim": 7,
                               "episode_id_key": "bomb/episode_id", "privileged": bool(privileged)}
-    if spec.kind == "lerobot":
+    if spec.kind in ("lerobot", "robomimic"):
         from ..errors import PolicyError
-        from .lerobot_policy import adapter_preset
+
+        if spec.kind == "robomimic":
+            from .robomimic_policy import adapter_preset
+        else:
+            from .lerobot_policy import adapter_preset
 
         try:
             served["adapter"] = {**adapter_preset(policy.info), "send_episode_id": True}
@@ -57,7 +61,7 @@ def serve_metadata(spec: Any, policy: Any, privileged: bool) -> dict[str, Any]:
             served["adapter"] = {**adapter_preset(dataclasses.replace(policy.info, images={})), "image_keys": {},
                                  "image_size": sizes[0] if sizes else None, "send_episode_id": True}
         served["input_features"] = desc["input_features"]
-        served.update({k: desc[k] for k in ("chunk_size", "n_action_steps", "n_obs_steps") if k in desc})
+        served.update({k: desc[k] for k in ("chunk_size", "n_action_steps", "n_obs_steps", "algo") if k in desc})
     else:
         served["adapter"] = {**CANONICAL_ADAPTER, "send_episode_id": True}
     return {"server": "bomb-data serve", "protocol": "openpi", "bomb_data_version": __version__, "bomb_data": served}
@@ -101,7 +105,8 @@ def make_server(policy: str, host: str = "127.0.0.1", port: int = 8000, *, allow
 
 @click.command("serve")
 @click.option("--policy", required=True,
-              help="lerobot:CHECKPOINT_DIR | python:module:factory | random | noop | expert (with --privileged)")
+              help="lerobot:CHECKPOINT_DIR | robomimic:CHECKPOINT.pth | python:module:factory | random | noop | "
+                   "expert (with --privileged)")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
               help="TCP port (0 picks a free one; the line printed at start names it).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every one).")
