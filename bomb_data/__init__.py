@@ -4,4 +4,4 @@
 # package can import mujoco: the choice is read once, when mujoco is first imported.
 from . import _gl  # noqa: F401
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
