@@ -391,12 +391,35 @@ class GoPlaceEnv(gym.Env):
         mujoco.mj_forward(self.model, self.data)
         self.ctrl.q_target = self.data.ctrl[self.ctrl.act_arm].copy()
 
+    def _privileged(self, stone_body: int, target_world: NDArray, board_stones: list[NDArray]) -> dict[str, Any]:
+        """The privileged state the scripted experts act from (``info["privileged"]``), for the stone
+        body being moved, its target point and the positions of the stones that must stay put."""
+        sc, d = self.scene, self.data
+        pos, quat = self.ctrl.eef_pose()
+        return {
+            "stone_pos": d.xpos[stone_body].copy(),
+            "stone_quat": d.xquat[stone_body].copy(),
+            "target_pos": np.array(target_world, float),
+            "board_stones": board_stones,
+            "eef_pos": pos,
+            "eef_quat": quat,
+            "gripper_qpos": self.ctrl.finger_pos(),
+            "stone_diameter": sc.geom.stone_diameter,
+            "stone_thickness": sc.geom.stone_thickness,
+            "grid_spacing": sc.geom.spacing,
+            "board_top_z": BOARD_THICKNESS_M,
+            "board_yaw": math.radians(self.params.scene.board_yaw_deg),
+            "tray_center": sc.tray_center.copy(),
+            "target_eef_pos": self.ctrl.target_pos.copy(),
+            "target_eef_quat": self.ctrl.target_quat.copy(),
+            "target_joint_pos": self.ctrl.q_target.copy(),
+        }
+
     def _info(self, final: bool) -> dict[str, Any]:
         sc = self.scene
         d = self.data
         pl = self._placement
         b = sc.stone_bodies[0]
-        pos, quat = self.ctrl.eef_pose()
         info: dict[str, Any] = {
             "target": self.target,
             "instruction": self.instruction,
@@ -406,24 +429,7 @@ class GoPlaceEnv(gym.Env):
             "success": pl.success,
             "placement_error_m": pl.error_m,
             "chosen_intersection": pl.chosen,
-            "privileged": {
-                "stone_pos": d.xpos[b].copy(),
-                "stone_quat": d.xquat[b].copy(),
-                "target_pos": self.target_world.copy(),
-                "board_stones": [(d.xpos[x].copy()) for x in sc.stone_bodies[1:]],
-                "eef_pos": pos,
-                "eef_quat": quat,
-                "gripper_qpos": self.ctrl.finger_pos(),
-                "stone_diameter": sc.geom.stone_diameter,
-                "stone_thickness": sc.geom.stone_thickness,
-                "grid_spacing": sc.geom.spacing,
-                "board_top_z": BOARD_THICKNESS_M,
-                "board_yaw": math.radians(self.params.scene.board_yaw_deg),
-                "tray_center": sc.tray_center.copy(),
-                "target_eef_pos": self.ctrl.target_pos.copy(),
-                "target_eef_quat": self.ctrl.target_quat.copy(),
-                "target_joint_pos": self.ctrl.q_target.copy(),
-            },
+            "privileged": self._privileged(b, self.target_world, [d.xpos[x].copy() for x in sc.stone_bodies[1:]]),
         }
         if final:
             info["failure_reason"] = pl.reason

@@ -272,7 +272,6 @@ class GoSequenceEnv(GoPlaceEnv):
         pl = self._placement
         k = self.stone_of[self.index]
         b = sc.stone_bodies[k]
-        pos, quat = self.ctrl.eef_pose()
         st = self.subtasks[self.index]
         board = [d.xpos[sc.stone_bodies[j]].copy() for j in self.board_before[self.index] if j != k]
         info: dict[str, Any] = {
@@ -290,26 +289,8 @@ class GoSequenceEnv(GoPlaceEnv):
             "subtask_success": pl.success,
             "placement_error_m": pl.error_m,
             "chosen_intersection": pl.chosen,
-            "privileged": {
-                "stone_pos": d.xpos[b].copy(),
-                "stone_quat": d.xquat[b].copy(),
-                "target_pos": np.array(self.target_world, float),
-                "board_stones": board,
-                "eef_pos": pos,
-                "eef_quat": quat,
-                "gripper_qpos": self.ctrl.finger_pos(),
-                "stone_diameter": sc.geom.stone_diameter,
-                "stone_thickness": sc.geom.stone_thickness,
-                "grid_spacing": sc.geom.spacing,
-                "board_top_z": BOARD_THICKNESS_M,
-                "board_yaw": math.radians(self.params.scene.board_yaw_deg),
-                "tray_center": sc.tray_center.copy(),
-                "target_eef_pos": self.ctrl.target_pos.copy(),
-                "target_eef_quat": self.ctrl.target_quat.copy(),
-                "target_joint_pos": self.ctrl.q_target.copy(),
-                "subtask_kind": st.kind,
-                "subtask_index": self.index,
-            },
+            "privileged": {**self._privileged(b, self.target_world, board),
+                           "subtask_kind": st.kind, "subtask_index": self.index},
         }
         if final:
             info["failure_reason"] = None if info["success"] else pl.reason
