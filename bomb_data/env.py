@@ -233,6 +233,33 @@ class GoPlaceEnv(gym.Env):
 
     # ------------------------------------------------------------------------------------- stepping
     def step(self, action: NDArray):
+        """Apply one control step of the canonical action and observe.
+
+        Args:
+            action: (7,) ``[dx, dy, dz, drx, dry, drz, gripper]``: end-effector translation (m) and
+                axis-angle rotation (rad) for this step in the base frame, gripper -1 open / +1
+                closed (docs/conventions.md); finite, clipped to ``action_space``.
+
+        Returns:
+            ``(obs, reward, terminated, truncated, info)``: reward 1.0 on the step that ends in a
+            success; ``terminated`` on success (placed, at rest for ``task.REST_HOLD_S``, fingers
+            ``task.CLEAR_M`` clear); ``truncated`` at ``sim.max_steps`` otherwise. ``info`` as the
+            module docstring says, with ``failure_reason`` (one of ``task.FAILURE_REASONS``, from
+            the decision table in docs/scene.md) on the last step.
+
+        Raises:
+            RuntimeError: before ``reset``. ValueError: not 7 finite floats.
+        """
+        pl = self._advance(action)
+        terminated = bool(pl.success)
+        truncated = bool(not terminated and self._steps >= self.cfg.max_steps)
+        obs = self._observe()
+        info = self._info(final=terminated or truncated)
+        return obs, float(terminated), terminated, truncated, info
+
+    def _advance(self, action: NDArray):
+        """Check and apply ``action`` (physics substeps, the release tracked at the substep it happens),
+        count the step and return the success check's result (also kept as ``placement``)."""
         if self.data is None:
             raise RuntimeError("call reset() before step()")
         a = np.asarray(action, dtype=np.float64).reshape(-1)
@@ -242,7 +269,7 @@ class GoPlaceEnv(gym.Env):
 
         def substep() -> None:
             mujoco.mj_step(m, d)
-            if chk.holding:  # the release is judged at the substep it happens
+            if getattr(chk, "holding", False):  # the release is judged at the substep it happens
                 chk.track(d)
 
         self.ctrl.apply(a, substep)
@@ -250,14 +277,8 @@ class GoPlaceEnv(gym.Env):
         # the success check and the frames then agree exactly with the recorded mj_state
         mujoco.mj_forward(m, d)
         self._steps += 1
-        pl = chk.check(d)
-        self._placement = pl
-        # Ends on success: placed, at rest for task.REST_HOLD_S and the fingers clear (task.CLEAR_M).
-        terminated = bool(pl.success)
-        truncated = bool(not terminated and self._steps >= self.cfg.max_steps)
-        obs = self._observe()
-        info = self._info(final=terminated or truncated)
-        return obs, float(terminated), terminated, truncated, info
+        self._placement = chk.check(d)
+        return self._placement
 
     @property
     def placement(self):

@@ -228,27 +228,12 @@ class GoSequenceEnv(GoPlaceEnv):
         self._placement = self.checker.check(d)
 
     def step(self, action):
-        if self.data is None:
-            raise RuntimeError("call reset() before step()")
-        a = np.asarray(action, dtype=np.float64).reshape(-1)
-        if a.shape != (7,) or not np.all(np.isfinite(a)):
-            raise ValueError(f"action: expected 7 finite floats, found shape {a.shape} {a[:7]}")
-        m, d, chk = self.model, self.data, self.checker
-
-        def substep() -> None:
-            mujoco.mj_step(m, d)
-            if getattr(chk, "holding", False):  # a place's release is judged at the substep it happens
-                chk.track(d)
-
-        self.ctrl.apply(a, substep)
-        # positions of the state after the step (mj_step leaves those of its start): observations,
-        # the success check and the frames then agree exactly with the recorded mj_state
-        mujoco.mj_forward(m, d)
-        self._steps += 1
+        """One control step, as ``GoPlaceEnv.step``; a subtask's success starts the next one (reward 1.0),
+        the last one's ends the episode (terminated), a subtask past ``sim.max_steps`` truncates it."""
+        self._advance(action)
         i = self.index
         self.subtask_steps[i] += 1
-        pl = self.checker.check(d)
-        self._placement = pl
+        pl = self._placement
         reward = 0.0
         terminated = truncated = False
         if pl.success:
