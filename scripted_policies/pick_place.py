@@ -26,6 +26,8 @@ from bomb_data.sim.controller import MAX_DPOS_M, MAX_DROT_RAD, quat_error, quat_
 
 GRASP_ABOVE_BOTTOM_M = 0.012  # grasp site height above the stone's bottom face
 RELEASE_GAP_M = 0.0005  # stone bottom above the board when the fingers open
+SETTLE_TOL_M = 0.0015  # the fingers open only once the stone's bottom is this close to the board...
+SETTLE_EXTRA_STEPS = 8  # ...waiting at most this many steps beyond the settle (task.py allows 3 mm)
 RETREAT_CLEAR_M = 0.05  # after the release the fingertips rise at least this far above the stone's top
 FINGERTIP_BELOW_SITE_M = 0.011  # the pads' lower face below the grasp site (bomb_data/sim/panda.py)
 
@@ -129,6 +131,26 @@ class PickPlaceExpert:
         retreat = np.array([place[0], place[1], max(self.clear, top + RETREAT_CLEAR_M + FINGERTIP_BELOW_SITE_M)])
         seg[8].end, seg[8].steps = retreat, self._steps(place, retreat, slow=True)
 
+    @staticmethod
+    def _bottom_above_board(pv: dict[str, Any]) -> float:
+        return float(pv["stone_pos"][2] - pv["stone_thickness"] / 2 - pv["board_top_z"])
+
+    def _replan_lower(self, pv: dict[str, Any]) -> None:
+        """The place height from the stone's offset in the hand now: a stone that slid in the grasp
+        during transport (small stones on big boards) would otherwise be released too high."""
+        eef = np.asarray(pv["eef_pos"], float)
+        seg = self.segments[5]
+        seg.end = seg.end.copy()
+        seg.end[2] = eef[2] - self._bottom_above_board(pv) + RELEASE_GAP_M
+
+    def _settle_down(self, pv: dict[str, Any]) -> None:
+        """While settling, lower the hold point by what still separates the stone from the board
+        beyond RELEASE_GAP_M (closed loop: the release must happen at the board)."""
+        excess = self._bottom_above_board(pv) - RELEASE_GAP_M
+        if excess > SETTLE_TOL_M / 2 and self.start is not None:
+            self.start = self.start.copy()
+            self.start[2] -= min(excess, 0.005)
+
     # -- acting ----------------------------------------------------------------------------------
     def act(self, obs: Any, info: dict[str, Any]) -> NDArray[np.float32]:
         pv = info["privileged"]
@@ -141,14 +163,21 @@ class PickPlaceExpert:
         if self.k == 0:
             if seg.name == "transport":
                 self._plan_after_lift(pv)
+            elif seg.name == "lower":
+                self._replan_lower(pv)
             self.start = (self.hold_pos if self.hold_pos is not None else eef).copy()
         self.k += 1
         if seg.kind == "hold":
+            if seg.name == "settle":
+                self._settle_down(pv)
             des = self.start
         else:
             s = _min_jerk(self.k / seg.steps)
             des = self.start + s * (seg.end - self.start)
         a = self._action(eef, quat, des, seg.gripper)
+        if seg.name == "settle" and self.k >= seg.steps and self.k < seg.steps + SETTLE_EXTRA_STEPS and (
+                self._bottom_above_board(pv) > SETTLE_TOL_M):
+            return a  # the stone is not down yet (it slid in the grasp): wait before opening
         if self.k >= seg.steps:
             self.hold_pos = des.copy()
             self.i += 1
