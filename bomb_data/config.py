@@ -119,7 +119,7 @@ _SCALAR_KEYS = ("task",)  # top-level keys that are values, not sections
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> BombConfig:
-    """Load the shipped ``configs/default.yaml`` or the file ``path``, apply nested ``overrides``, validate.
+    """Load the shipped ``bomb_data/configs/default.yaml`` or the file ``path``, apply nested ``overrides``, validate.
 
     Raises:
         ConfigError: unknown key, wrong type or impossible value (one line).

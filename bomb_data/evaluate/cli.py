@@ -31,7 +31,7 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
                    "openpi://HOST:PORT | "
                    "openvla://HOST:PORT | openvla-oft://HOST:PORT")
 @click.option("--grid", default="nominal", show_default=True,
-              help="Perturbation grid: name in configs/grids/ or YAML path.")
+              help="Perturbation grid: a shipped grid's name (bomb-data grid list) or a YAML path.")
 @click.option("--episodes-per-cell", "k", type=click.IntRange(min=1), default=10, show_default=True,
               help="K episodes per cell; a random grid runs K x (its listed cells) episodes, each sampling "
                    "every axis at once as generation does.")

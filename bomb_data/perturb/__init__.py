@@ -1,7 +1,8 @@
 """Perturbation system shared by generation and evaluation: axes, grids, image and language variation.
 
 - ``axes``: the catalogue of perturbation axes (what each changes, its nominal and named levels).
-- ``grid``: grid files (shipped ``configs/grids/NAME.yaml`` or any path), modes, cells and per-episode parameters.
+- ``grid``: grid files (shipped ``bomb_data/configs/grids/NAME.yaml`` or any path), modes, cells and
+  per-episode parameters.
 - ``image``: ``apply_image_params`` for every rendered frame.
 - ``language``: ``write_instruction`` and ``parse_target``.
 

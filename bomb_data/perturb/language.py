@@ -18,7 +18,7 @@ from the left edge (the robot's left). ``LanguageParams.convention`` picks the c
   ``(4, 0)`` is "A1", ``(2, 3)`` is "D3".
 
 The stone to move is always named as the one in the tray ("the black stone from the tray").
-Templates, phrasings and distractor phrases live in ``configs/instructions.yaml``.
+Templates, phrasings and distractor phrases live in ``bomb_data/configs/instructions.yaml``.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class _Distractors(Frozen):
 
 
 class InstructionTemplates(Frozen):
-    """The validated content of ``configs/instructions.yaml``."""
+    """The validated content of ``bomb_data/configs/instructions.yaml``."""
 
     templates: _SetPhrasings
     coordinates: _Coordinates

@@ -1,6 +1,6 @@
 """Instructions of the GoSequence task: one per subtask, or the whole plan at once.
 
-The intersection is written with the coordinate phrasings of ``configs/instructions.yaml`` and
+The intersection is written with the coordinate phrasings of ``bomb_data/configs/instructions.yaml`` and
 ``bomb_data.perturb.language.format_coordinate`` (every convention, both template sets), so a
 subtask's sentence names its intersection exactly as the single task does and
 ``parse_target`` reads it back. Only the verbs differ: a stone is taken from the bowl of its colour
