@@ -30,8 +30,10 @@ from converters._rlds_spec import plan_splits, quat_wxyz_to_axisangle_robosuite
 from tests.conftest import REPO, SIDE_ENVS, side_python
 
 CHECK = REPO / "tests" / "compat" / "check_rlds.py"
-# TF's and PIL's JPEG decoders differ slightly (chroma upsampling, IDCT) on the same bytes
-DECODER_MAX_DIFF, DECODER_MEAN_DIFF = 32, 2.0
+# TF's and PIL's JPEG decoders differ slightly (chroma upsampling, IDCT) on the same bytes (the
+# bytes themselves are checked equal by hash). The mean grows with chroma edges per pixel: 2.14 was
+# measured on 0.3.0's 64 px scenes (the whole textured table in view), under 2.0 on 0.2.0's.
+DECODER_MAX_DIFF, DECODER_MEAN_DIFF = 32, 3.0
 
 
 # ------------------------------------------------------------------------------------- helpers
