@@ -175,13 +175,7 @@ class GoPlaceEnv(gym.Env):
         """
         super().reset(seed=seed)
         options = options or {}
-        p: EpisodeParams = options.get("params") or self.default_params
-        if not isinstance(p, EpisodeParams):
-            try:
-                p = EpisodeParams.model_validate(p)
-            except ValidationError as exc:
-                raise ConfigError(format_validation_error(exc, "params")) from None
-        self.params = p
+        p = self.params = self._episode_params(options)
         ps = p.scene
         n = ps.board_size
         check_room(n, ps.n_board_stones, self.cfg.min_empty_points)
@@ -230,6 +224,16 @@ class GoPlaceEnv(gym.Env):
         obs = self._observe()
         self.reset_view = self._reset_view()
         return obs, {**self._info(final=False), **self.reset_view}
+
+    def _episode_params(self, options: dict[str, Any]) -> EpisodeParams:
+        """``options["params"]`` (an EpisodeParams or its dict) validated, or the env's defaults."""
+        p = options.get("params") or self.default_params
+        if isinstance(p, EpisodeParams):
+            return p
+        try:
+            return EpisodeParams.model_validate(p)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, "params")) from None
 
     # ------------------------------------------------------------------------------------- stepping
     def step(self, action: NDArray):

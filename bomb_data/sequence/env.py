@@ -126,12 +126,7 @@ class GoSequenceEnv(GoPlaceEnv):
         """Start an episode: draw the sequence, build its scene, set stones on the board and in the bowls."""
         gym.Env.reset(self, seed=seed)
         options = options or {}
-        p: EpisodeParams = options.get("params") or self.default_params
-        if not isinstance(p, EpisodeParams):
-            try:
-                p = EpisodeParams.model_validate(p)
-            except ValidationError as exc:
-                raise ConfigError(format_validation_error(exc, "params")) from None
+        p = self._episode_params(options)
         sp = _sequence_params(options.get("sequence") or self.default_sequence)
         rng = episode_generators(self.np_random)
         if sp.board_size is not None:
