@@ -356,6 +356,17 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def read_run_record(path: Path, way_out: str) -> dict[str, Any]:
+    """The run record (``run.json``) at ``path``; a damaged one is one ConfigError line ending in ``way_out``."""
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(rec, dict):
+            raise ValueError(f"a JSON {type(rec).__name__}, not an object")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is damaged ({str(exc).splitlines()[0][:80]}); {way_out}") from None
+    return rec
+
+
 def write_atomic(path: Path, text: str, fault: str | None = None) -> None:
     """Replace ``path`` by ``text`` all at once: a temporary file beside it, fsynced, then renamed over
     it (and the directory fsynced), so a crash at any moment leaves the old or the new content.
@@ -498,13 +509,7 @@ def _prior_results(out: Path, run_key: dict[str, Any], sim_meta: dict[str, Any],
             raise ConfigError(f"{out} holds {len(rows)} results but no {RUN_FILE} saying which run made them; "
                               "use --overwrite to start the evaluation again, or another --out")
         return [], None
-    try:
-        prev = json.loads(run_path.read_text(encoding="utf-8"))
-        if not isinstance(prev, dict):
-            raise ValueError(f"a JSON {type(prev).__name__}, not an object")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{run_path} is damaged ({str(exc).splitlines()[0][:80]}); use --overwrite to start "
-                          "the evaluation again, or another --out") from None
+    prev = read_run_record(run_path, "use --overwrite to start the evaluation again, or another --out")
     if prev.get("key") != run_key:
         raise ConfigError(f"{out} holds results of another evaluation ({_key_change(prev, run_key, sim_meta)}); "
                           "use --overwrite or another --out")

@@ -48,6 +48,7 @@ from ..evaluate.runner import (
     _safe,
     grid_episodes,
     read_results,
+    read_run_record,
     write_atomic,
 )
 from ..perturb.language import SPAN_NAMES
@@ -352,13 +353,7 @@ def _prepare_out(out: Path, run_key: dict[str, Any], overwrite: bool) -> list[di
             # as eval: results whose run record is gone are refused, never discarded
             raise ConfigError(f"{out} holds results but no {RUN_FILE}; use --overwrite or another --out")
         return []
-    try:
-        prev = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
-        if not isinstance(prev, dict):
-            raise ValueError(f"a JSON {type(prev).__name__}, not an object")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{out / RUN_FILE} is damaged ({str(exc).splitlines()[0][:80]}); use --overwrite "
-                          "or another --out") from None
+    prev = read_run_record(out / RUN_FILE, "use --overwrite or another --out")
     if prev.get("key") != run_key:
         raise ConfigError(f"{out} holds another explanation ({_key_change(prev, run_key, {})}); "
                           "use --overwrite or another --out")
