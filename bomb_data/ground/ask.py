@@ -36,6 +36,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from .._atomic import write_text_atomic
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -356,6 +357,4 @@ def ask_probe_set(directory: Path, endpoint: str, model: str, out: Path, *, conc
 
 
 def _write_side(path: Path, obj: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")

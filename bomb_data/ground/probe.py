@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._atomic import write_text_atomic
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -475,9 +476,9 @@ def score_probe_set(directory: Path, predictions: Path) -> dict[str, Any]:
             summary["per_type"][t][f"per_{field}"] = {gk: stats(v) for gk, v in sorted(groups.items())}
     summary["unknown_prediction_ids"] = len(set(preds) - {it["id"] for it in items})
     outp = Path(str(predictions) + ".score.json")
-    outp.write_text(json.dumps({**summary, "items": rows}, indent=2), encoding="utf-8")
+    write_text_atomic(outp, json.dumps({**summary, "items": rows}, indent=2))
     page = Path(str(predictions) + ".misses.html")
-    page.write_text(misses_html(directory, items, rows, summary), encoding="utf-8")
+    write_text_atomic(page, misses_html(directory, items, rows, summary))
     summary["out"] = str(outp)
     summary["html"] = str(page)
     return summary

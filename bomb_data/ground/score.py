@@ -23,7 +23,6 @@ import html
 import json
 import logging
 import math
-import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._atomic import write_text_atomic as _atomic
 from ..errors import ConfigError, StoreError
 from .metrics import ground_scores
 
@@ -319,12 +319,6 @@ def summarize(rows: list[dict[str, Any]], objects: tuple[str, ...]) -> dict[str,
             o[label] = {g: aggregate(groups[g]) for g in order if g in groups}
         out["objects"][name] = o
     return out
-
-
-def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _cell(a: dict[str, Any], m: str) -> str:
