@@ -83,7 +83,7 @@ def _init_worker(store_path: str, opts: dict[str, Any]) -> None:
 def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int = 1,
            progress: Callable[[int], None] | None = None, image_size: int | None = None,
            include_failures: bool = False, layout: str = "robomimic",
-           compression: str = DEFAULT_COMPRESSION) -> dict[str, Any]:
+           compression: str = DEFAULT_COMPRESSION, segment_subtasks: bool = False) -> dict[str, Any]:
     """Export the store at ``store_path`` to HDF5 in ``layout``.
 
     Args:
@@ -97,6 +97,7 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
         include_failures: also export episodes whose ``success`` is false.
         layout: ``robomimic``, ``aloha`` or ``robotwin``.
         compression: ``gzip`` (level 4) or ``lzf`` for the chunked datasets.
+        segment_subtasks: a sequence store: one episode per subtask (``bomb_data.store.segments``).
 
     Returns:
         JSON-serialisable summary: layout, output path, episodes, frames, bytes, seconds, frames/s.
@@ -106,7 +107,7 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
     if compression not in COMPRESSIONS:
         raise ExportError(f"unknown hdf5 compression {compression!r}; expected one of {', '.join(COMPRESSIONS)}")
     store_path, out = Path(store_path), Path(out)
-    store, indices = open_source(store_path, out, include_failures, image_size)
+    store, indices = open_source(store_path, out, include_failures, image_size, segment_subtasks)
     opts = {"image_size": image_size, "compression": compression, "fps": store.fps}
     t0 = time.perf_counter()
     writer = {"robomimic": _export_robomimic, "aloha": _export_aloha, "robotwin": _export_robotwin}[layout]

@@ -130,7 +130,7 @@ def _episode(job: tuple[int, int]) -> dict[str, Any]:
 
 def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int = 1,
            progress: Callable[[int], None] | None = None, image_size: int | None = None,
-           include_failures: bool = False) -> dict[str, Any]:
+           include_failures: bool = False, segment_subtasks: bool = False) -> dict[str, Any]:
     """Write the store's episodes as a Diffusion Policy zarr replay buffer at ``out``.
 
     Args:
@@ -142,6 +142,7 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
         image_size: resize frames to ``image_size`` x ``image_size`` (None: as stored; Diffusion
             Policy's image configs commonly use 84 or 96).
         include_failures: also export episodes whose ``success`` is false.
+        segment_subtasks: a sequence store: one episode per subtask (``bomb_data.store.segments``).
 
     Returns:
         JSON-serialisable summary: output, episodes, frames, bytes, seconds, frames/s.
@@ -149,7 +150,7 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
     import zarr
 
     store_path, out = Path(store_path), Path(out)
-    store, indices = open_source(store_path, out, include_failures, image_size)
+    store, indices = open_source(store_path, out, include_failures, image_size, segment_subtasks)
     lengths = [store.episode(i).length for i in indices]
     ends = np.cumsum(lengths, dtype=np.int64)
     N = int(ends[-1])
