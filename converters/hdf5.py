@@ -52,6 +52,13 @@ from ._hdf5_common import (
     staged_path,
     tree_bytes,
 )
+from ._sequence_layouts import (
+    carries_subtasks,
+    robotwin_instructions,
+    step_language,
+    write_step_datasets,
+    yay_segments,
+)
 
 log = logging.getLogger(__name__)
 
@@ -342,6 +349,10 @@ def _aloha_episode(job: tuple[int, int, str, int]) -> dict[str, Any]:
         is_pad = np.zeros(L, dtype=bool)
         is_pad[T:] = True
         f.create_dataset("is_pad", data=is_pad)
+        if carries_subtasks(store):  # a sequence: per-step instruction and subtask index (_sequence_layouts)
+            sub, texts = step_language(ep)
+            write_step_datasets(f, sub, texts, L)
+            (Path(d) / f"episode_{n}.json").write_text(json.dumps(yay_segments(sub, texts), indent=2))
     return {"length": T}
 
 
@@ -444,7 +455,10 @@ def _robotwin_episode(job: tuple[int, int, str]) -> dict[str, Any]:
             blobs = [_jpeg_bgr_convention(fr) for fr in frames]
             width = max(len(b) for b in blobs)
             obs.create_group(rt_cam).create_dataset("rgb", data=np.array(blobs, dtype=f"S{width}"))
-    instr = {"seen": [ep.meta["instruction"]], "unseen": []}
+        if seq := carries_subtasks(store):  # a sequence: per-step instruction and subtask index (_sequence_layouts)
+            sub, texts = step_language(ep)
+            write_step_datasets(f, sub, texts, ep.length)
+    instr = robotwin_instructions(ep.meta, sub, texts) if seq else {"seen": [ep.meta["instruction"]], "unseen": []}
     (root / "instructions" / f"episode{n}.json").write_text(json.dumps(instr, indent=2), encoding="utf-8")
     return {"length": ep.length}
 
