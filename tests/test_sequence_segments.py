@@ -181,3 +181,22 @@ def test_every_format_exports_the_segments(sequence_store, tmp_path):
     raw = b"".join(p.read_bytes() for p in sorted(r.rglob("*.tfrecord-*")))
     for p, j, _, _ in slices:
         assert f"{sequence_store.name}/episode_{p.meta['episode_index']:06d}/subtask_{j:02d}".encode() in raw
+
+
+def test_segments_of_a_failed_sequence(sequence_store):
+    """A sequence that failed at its second subtask: its first segment succeeded (exported by default),
+    the second carries the failure; a cut that does not fit the episode is refused in one line."""
+    from bomb_data.store.segments import segment_metas
+
+    m = dict(EpisodeStore(sequence_store).episodes[0])
+    e0 = m["subtask_ends"][0]
+    m.update(success=False, failure_reason="missed_grasp", subtasks_completed=1, failed_subtask=1,
+             subtask_ends=[e0, e0 + 40], length=e0 + 40, placement_error_m=0.02)
+    segs = segment_metas(m, 7)
+    assert [(s["success"], s["failure_reason"], s["length"]) for s in segs] == \
+        [(True, None, e0), (False, "missed_grasp", 40)]
+    assert [s["placement_error_m"] for s in segs] == [None, 0.02]
+    assert [s["segment"]["store_index"] for s in segs] == [7, 7] and segs[1]["segment"]["start"] == e0
+    for bad in ([e0, e0 + 40, e0 + 40], [e0 + 40, e0], [e0], [1, 2, 3, e0 + 40]):
+        with pytest.raises(StoreError, match="cannot be segmented"):
+            segment_metas({**m, "subtask_ends": bad}, 7)
