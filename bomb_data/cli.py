@@ -223,23 +223,24 @@ def _default_export_dir(fmt: str, lerobot_version: str, layout: str) -> str:
               show_default=True, help="hdf5: file layout.")
 @click.option("--compression", type=click.Choice(["gzip", "lzf"]), default="gzip", show_default=True,
               help="hdf5: chunk filter (gzip level 4, compressed in the workers; lzf is written by h5py, serially).")
+@click.option("--segment-subtasks", is_flag=True,
+              help="A sequence store: export each subtask as its own episode with its own instruction "
+                   "(docs/sequences.md); refused for a store of the single task.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def export(fmt: str, store: Path, out: Path | None, overwrite: bool, workers: int | None, image_size: int | None,
            include_failures: bool, action_space: str, lerobot_version: str, preset: str | None, codec: str,
-           no_video: bool, layout: str, compression: str, quiet: bool) -> None:
+           no_video: bool, layout: str, compression: str, segment_subtasks: bool, quiet: bool) -> None:
     """Export a store to a training format (rlds, lerobot, hdf5, zarr)."""
     import converters
 
     from ._cpus import default_workers
-    from .store import EpisodeStore
 
-    s = EpisodeStore(store)
-    s.require_nonempty()
+    s = converters.open_store(store, segment_subtasks)
     if out is None:
         out = DEFAULT_EXPORTS / _default_export_dir(fmt, lerobot_version, layout)
     workers = workers or default_workers()
     common: dict[str, Any] = dict(overwrite=overwrite, workers=workers, image_size=image_size,
-                                  include_failures=include_failures)
+                                  include_failures=include_failures, segment_subtasks=segment_subtasks)
     specific: dict[str, dict[str, Any]] = {
         "rlds": dict(action_space=action_space),
         "lerobot": dict(version=lerobot_version, preset=preset, codec=codec, video=not no_video),

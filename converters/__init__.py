@@ -80,12 +80,18 @@ def check_out_apart(store_path: Path | str, out: Path | str) -> None:
         raise ExportError(f"--out {out} {where} the store {store_path}; choose an --out outside it")
 
 
-def open_store(store_path: Path | str) -> EpisodeStore:
-    """Open a store for export; StoreError for a missing, invalid or empty store."""
+def open_store(store_path: Path | str, segment_subtasks: bool = False) -> EpisodeStore:
+    """Open a store for export; StoreError for a missing, invalid or empty store. With
+    ``segment_subtasks``, the view of a sequence store with one episode per subtask
+    (``bomb_data.store.segments``; ExportError for a store of another task)."""
     from bomb_data.store import EpisodeStore
 
     store = EpisodeStore(Path(store_path))
     store.require_nonempty()
+    if segment_subtasks:
+        from bomb_data.store.segments import segmented
+
+        return segmented(store)
     return store
 
 

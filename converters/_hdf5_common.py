@@ -89,7 +89,7 @@ def resize_frames(frames: NDArray[np.uint8], size: int | None) -> NDArray[np.uin
 
 # ----------------------------------------------------------------------------- selection and meta
 def open_source(store_path: Path, out: Path, include_failures: bool,
-                image_size: int | None) -> tuple[EpisodeStore, list[int]]:
+                image_size: int | None, segment_subtasks: bool = False) -> tuple[EpisodeStore, list[int]]:
     """The checks every replay exporter starts with, then the store and the episodes to export.
 
     ExportError for a non-positive ``image_size`` or an ``out`` inside the store (or the reverse);
@@ -98,7 +98,7 @@ def open_source(store_path: Path, out: Path, include_failures: bool,
     if image_size is not None and image_size < 1:
         raise ExportError(f"image size must be positive, found {image_size}")
     check_out_apart(store_path, out)
-    store = open_store(store_path)
+    store = open_store(store_path, segment_subtasks)
     return store, select_episodes(store, include_failures)
 
 
@@ -116,7 +116,7 @@ def provenance(store: EpisodeStore) -> dict[str, Any]:
         "versions": d.get("versions"),
         "control_hz": store.fps,
         "store_image_shape": list(store.image_shape),
-    }
+    } | ({"segment_subtasks": True} if "segmented" in d else {})  # one episode per subtask (store.segments)
 
 
 def meta_attrs(meta: dict[str, Any]) -> dict[str, Any]:

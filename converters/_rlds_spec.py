@@ -138,7 +138,8 @@ def episode_metadata(meta: dict[str, Any], store_index: int, store_name: str) ->
     target = meta.get("target") or [-1, -1]
     k = int(meta["episode_index"])
     return {
-        "file_path": f"{store_name}/episode_{k:06d}",
+        "file_path": f"{store_name}/episode_{k:06d}"  # a segment (--segment-subtasks): and its subtask
+        + (f"/subtask_{int(meta['segment']['subtask']):02d}" if "segment" in meta else ""),
         "episode_index": k,
         "store_index": int(store_index),
         "seed": int(meta["seed"]),
@@ -262,7 +263,7 @@ def description_text(store: Any, *, action_space: str, image_hw: tuple[int, int]
         "action_space": action_space,
         "image_size": list(image_hw),
         "heldout_splits": heldout_cells(store, include_failures),
-    }
+    } | ({"segment_subtasks": True} if "segmented" in d else {})  # one episode per subtask (store.segments)
     return ("BOMB (BOard Manipulation Benchmark) demonstrations: a Franka Panda places a Go stone on a named "
             "board intersection (MuJoCo). RLDS, LIBERO-compatible layout. Provenance: "
             + json.dumps(prov, sort_keys=True, default=str))

@@ -52,6 +52,13 @@ from ._hdf5_common import (
     staged_path,
     tree_bytes,
 )
+from ._sequence_layouts import (
+    carries_subtasks,
+    robotwin_instructions,
+    step_language,
+    write_step_datasets,
+    yay_segments,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +90,7 @@ def _init_worker(store_path: str, opts: dict[str, Any]) -> None:
 def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int = 1,
            progress: Callable[[int], None] | None = None, image_size: int | None = None,
            include_failures: bool = False, layout: str = "robomimic",
-           compression: str = DEFAULT_COMPRESSION) -> dict[str, Any]:
+           compression: str = DEFAULT_COMPRESSION, segment_subtasks: bool = False) -> dict[str, Any]:
     """Export the store at ``store_path`` to HDF5 in ``layout``.
 
     Args:
@@ -97,6 +104,7 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
         include_failures: also export episodes whose ``success`` is false.
         layout: ``robomimic``, ``aloha`` or ``robotwin``.
         compression: ``gzip`` (level 4) or ``lzf`` for the chunked datasets.
+        segment_subtasks: a sequence store: one episode per subtask (``bomb_data.store.segments``).
 
     Returns:
         JSON-serialisable summary: layout, output path, episodes, frames, bytes, seconds, frames/s.
@@ -106,7 +114,7 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
     if compression not in COMPRESSIONS:
         raise ExportError(f"unknown hdf5 compression {compression!r}; expected one of {', '.join(COMPRESSIONS)}")
     store_path, out = Path(store_path), Path(out)
-    store, indices = open_source(store_path, out, include_failures, image_size)
+    store, indices = open_source(store_path, out, include_failures, image_size, segment_subtasks)
     opts = {"image_size": image_size, "compression": compression, "fps": store.fps}
     t0 = time.perf_counter()
     writer = {"robomimic": _export_robomimic, "aloha": _export_aloha, "robotwin": _export_robotwin}[layout]
@@ -341,6 +349,10 @@ def _aloha_episode(job: tuple[int, int, str, int]) -> dict[str, Any]:
         is_pad = np.zeros(L, dtype=bool)
         is_pad[T:] = True
         f.create_dataset("is_pad", data=is_pad)
+        if carries_subtasks(store):  # a sequence: per-step instruction and subtask index (_sequence_layouts)
+            sub, texts = step_language(ep)
+            write_step_datasets(f, sub, texts, L)
+            (Path(d) / f"episode_{n}.json").write_text(json.dumps(yay_segments(sub, texts), indent=2))
     return {"length": T}
 
 
@@ -443,7 +455,10 @@ def _robotwin_episode(job: tuple[int, int, str]) -> dict[str, Any]:
             blobs = [_jpeg_bgr_convention(fr) for fr in frames]
             width = max(len(b) for b in blobs)
             obs.create_group(rt_cam).create_dataset("rgb", data=np.array(blobs, dtype=f"S{width}"))
-    instr = {"seen": [ep.meta["instruction"]], "unseen": []}
+        if seq := carries_subtasks(store):  # a sequence: per-step instruction and subtask index (_sequence_layouts)
+            sub, texts = step_language(ep)
+            write_step_datasets(f, sub, texts, ep.length)
+    instr = robotwin_instructions(ep.meta, sub, texts) if seq else {"seen": [ep.meta["instruction"]], "unseen": []}
     (root / "instructions" / f"episode{n}.json").write_text(json.dumps(instr, indent=2), encoding="utf-8")
     return {"length": ep.length}
 

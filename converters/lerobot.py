@@ -222,14 +222,14 @@ def episode_extras(meta: Mapping[str, Any], store_index: int) -> dict[str, Any]:
         "success": bool(meta["success"]),
         "failure_reason": meta.get("failure_reason"),
         "placement_error_m": float(meta.get("placement_error_m") or float("nan")),
-    }
+    } | ({"segment": json.dumps(meta["segment"])} if "segment" in meta else {})  # --segment-subtasks
 
 
 EXTRA_TYPES: dict[str, pa.DataType] = {
     "store_index": pa.int64(), "source_episode_index": pa.int64(), "seed": pa.int64(), "split": pa.string(),
     "cell_id": pa.string(), "params": pa.string(), "instruction": pa.string(), "convention": pa.string(),
     "target": pa.list_(pa.int64()), "success": pa.bool_(), "failure_reason": pa.string(),
-    "placement_error_m": pa.float64(),
+    "placement_error_m": pa.float64(), "segment": pa.string(),
 }
 
 
@@ -306,6 +306,7 @@ def export(
     chunks_size: int = CHUNKS_SIZE,
     data_files_size_in_mb: float = DATA_FILES_SIZE_MB,
     video_files_size_in_mb: float = VIDEO_FILES_SIZE_MB,
+    segment_subtasks: bool = False,
 ) -> dict[str, Any]:
     """Export a store as a LeRobot dataset.
 
@@ -323,6 +324,7 @@ def export(
         codec: 'av1' (libsvtav1, lerobot's default) or 'h264' (libx264).
         video: MP4 per camera; False stores the images in the parquet files (``dtype: image``).
         chunks_size, data_files_size_in_mb, video_files_size_in_mb: file sizing (lerobot's defaults).
+        segment_subtasks: a sequence store: one episode per subtask (``bomb_data.store.segments``).
 
     Returns:
         Summary: format, version, preset keys, episodes, frames, bytes, video_bytes, seconds,
@@ -341,7 +343,7 @@ def export(
     if workers < 1:
         raise ExportError(f"workers must be >= 1, got {workers}")
     keys = resolve_preset(preset, version)
-    store = open_store(store_path)
+    store = open_store(store_path, segment_subtasks)
     out = Path(out)
     check_out_apart(store_path, out)
 
@@ -500,7 +502,7 @@ def _write(store: Any, indices: list[int], root: Path, jobs: _Jobs, *, keys: dic
         features=features,
     )
     _write_provenance(store, root, indices, keys=keys, version=version, codec=codec, video=video,
-                      image_size=image_size)
+                      image_size=image_size, segment_subtasks="segmented" in store.description)
     # info.json last: without it the directory is not a dataset
     (root / "meta" / "info.json").write_text(json.dumps(info, indent=4))
     total_bytes = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())

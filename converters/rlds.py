@@ -190,7 +190,8 @@ def _drain(queue: Any, progress: Callable[[int], None] | None) -> None:
 # ---------------------------------------------------------------------------------------- export
 def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int = 1,
            progress: Callable[[int], None] | None = None, image_size: int | None = None,
-           include_failures: bool = False, action_space: str = "canonical") -> dict[str, Any]:
+           include_failures: bool = False, action_space: str = "canonical",
+           segment_subtasks: bool = False) -> dict[str, Any]:
     """Export a store as the RLDS/TFDS dataset ``bomb_go`` (docs/formats/rlds.md).
 
     Args:
@@ -204,6 +205,7 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
             passes the stored JPEG files through unchanged.
         include_failures: also export episodes flagged as failed (``is_terminal`` False, reward 0).
         action_space: ``canonical`` (7-D delta EEF, gripper -1 open/+1 closed) or ``bomb4`` ([dx, dy, dz, g]).
+        segment_subtasks: a sequence store: one episode per subtask (``bomb_data.store.segments``).
 
     Returns:
         JSON-serialisable summary: episodes, frames, splits, bytes, seconds, frames_per_second, paths.
@@ -219,7 +221,7 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
         raise ExportError(f"image_size: expected an integer >= 8, found {image_size!r}")
     store_path, out = Path(store_path), Path(out)
     check_out_apart(store_path, out)
-    store = open_store(store_path)
+    store = open_store(store_path, segment_subtasks)
     h, w, _ = store.image_shape
     if image_size is not None and (int(image_size), int(image_size)) == (h, w):
         image_size = None  # already that size: pass the JPEG files through
@@ -261,7 +263,7 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
             "bytes": sum(s["num_bytes"] for s in splits.values()), "seconds": round(seconds, 3),
             "frames_per_second": round(frames / seconds, 1) if seconds > 0 else None,
             "workers": workers, "image_size": list(image_hw), "jpeg_pass_through": image_size is None,
-            "action_space": action_space, "include_failures": include_failures,
+            "action_space": action_space, "include_failures": include_failures, "segment_subtasks": segment_subtasks,
             "heldout_splits": heldout_cells(store, include_failures),
         }
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")

@@ -33,6 +33,7 @@ import numpy as np
 from bomb_data.rotations import state8
 
 from ._hdf5_common import open_source, ordered_map, provenance, resize_frames, staged_path, tree_bytes
+from ._sequence_layouts import carries_subtasks, step_language, task_table
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +126,13 @@ def _episode(job: tuple[int, int]) -> dict[str, Any]:
         drain_zarr_io()
         raise
     return {"start": start, "length": ep.length, "state": state_vector(ep),
-            "action": np.asarray(ep["action"], np.float32)}
+            "action": np.asarray(ep["action"], np.float32)} \
+        | (dict(zip(("subtask_index", "texts"), step_language(ep))) if carries_subtasks(_W["store"]) else {})
 
 
 def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int = 1,
            progress: Callable[[int], None] | None = None, image_size: int | None = None,
-           include_failures: bool = False) -> dict[str, Any]:
+           include_failures: bool = False, segment_subtasks: bool = False) -> dict[str, Any]:
     """Write the store's episodes as a Diffusion Policy zarr replay buffer at ``out``.
 
     Args:
@@ -142,6 +144,7 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
         image_size: resize frames to ``image_size`` x ``image_size`` (None: as stored; Diffusion
             Policy's image configs commonly use 84 or 96).
         include_failures: also export episodes whose ``success`` is false.
+        segment_subtasks: a sequence store: one episode per subtask (``bomb_data.store.segments``).
 
     Returns:
         JSON-serialisable summary: output, episodes, frames, bytes, seconds, frames/s.
@@ -149,7 +152,7 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
     import zarr
 
     store_path, out = Path(store_path), Path(out)
-    store, indices = open_source(store_path, out, include_failures, image_size)
+    store, indices = open_source(store_path, out, include_failures, image_size, segment_subtasks)
     lengths = [store.episode(i).length for i in indices]
     ends = np.cumsum(lengths, dtype=np.int64)
     N = int(ends[-1])
@@ -169,6 +172,13 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
             rows = max(1, min(N, math.ceil(LOWDIM_CHUNK_BYTES / (4 * dim))))
             low[key] = data.create_array(key, shape=(N, dim), chunks=(rows, dim), dtype="float32",
                                          compressors=_blosc(shuffle=True))
+        if seq := carries_subtasks(store):  # a sequence: per-step subtask and task index (_sequence_layouts)
+            tasks = task_table(store, indices)
+            task_of = {t: n for n, t in enumerate(tasks)}
+            root.attrs["tasks"] = tasks
+            for key, dt in (("subtask_index", "int32"), ("task_index", "int64")):
+                low[key] = data.create_array(key, shape=(N,), chunks=(max(1, min(N, LOWDIM_CHUNK_BYTES // 8)),),
+                                             dtype=dt, compressors=_blosc(shuffle=True))
         meta.create_array("episode_ends", shape=(len(ends),), dtype="int64", compressors=None)[:] = ends
         root.attrs["bomb_data"] = {**provenance(store), "layout": LAYOUT,
                                    "image_size": [H, W], "cameras": IMAGE_KEYS,
@@ -181,6 +191,8 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
         flushed = 0
         for r in ordered_map(_episode, list(zip(starts, indices)), workers, _init_worker,
                              (store.handle, str(tmp), image_size)):
+            if seq:
+                r["task_index"] = np.array([task_of[t] for t in r.pop("texts")], dtype=np.int64)
             for k in low:
                 buf[k].append(r[k])
             done = r["start"] + r["length"]

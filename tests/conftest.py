@@ -67,3 +67,25 @@ def run_cli():
         return proc
 
     return _run
+
+
+#: The GoSequence store of ``sequence_store``: two 3-subtask episodes (place, place, remove), 16 px,
+#: one in train and one in val (root seed 2 with val_fraction 0.5 splits k = 0, 1 that way).
+SEQUENCE_STORE_CONFIG = ("task: sequence\ngenerate:\n  seed: 2\n  val_fraction: 0.5\n"
+                         "sequence:\n  length: 2\n  move_number: 24\n  capture_bias: 1.0\n")
+
+
+@pytest.fixture(scope="session")
+def sequence_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path to a small real GoSequence store (``SEQUENCE_STORE_CONFIG``, 2 episodes at 16x16), made once
+    per session by ``bomb-data generate``."""
+    out = tmp_path_factory.mktemp("sequence") / "store"
+    cfg = out.parent / "sequence.yaml"
+    cfg.write_text(SEQUENCE_STORE_CONFIG)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MUJOCO_GL": "egl"}
+    proc = subprocess.run([sys.executable, "-m", "bomb_data", "generate", "--config", str(cfg), "--n", "2", "--out",
+                           str(out), "--image-size", "16", "--workers", "1", "-q"], capture_output=True, text=True,
+                          env=env, timeout=900)
+    if proc.returncode != 0:
+        pytest.fail(f"generating the sequence store failed:\n{proc.stderr[-4000:]}")
+    return out

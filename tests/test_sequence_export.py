@@ -24,14 +24,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def seq_store(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("seq") / "store"
-    cfg = out.parent / "c.yaml"
-    cfg.write_text("task: sequence\nsequence:\n  length: 2\n  move_number: 24\n  capture_bias: 1.0\n")
-    r = _cli("generate", "--config", str(cfg), "--n", "2", "--out", str(out), "--image-size", "16", "--workers", "1",
-             "-q")
-    assert r.returncode == 0, r.stderr[-2000:]
-    return out
+def seq_store(sequence_store) -> Path:
+    return sequence_store  # conftest: two 3-subtask episodes (place, place, remove), train and val
 
 
 def _expected(store_path: Path) -> list[list[str]]:

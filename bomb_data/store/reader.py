@@ -235,7 +235,7 @@ class EpisodeStore:
     @classmethod
     def reopen(cls, handle: str) -> EpisodeStore:
         """Open the store a :attr:`handle` names; StoreError if it was replaced or deleted since."""
-        root, store_id, created = json.loads(handle)
+        root, store_id, created, *view = json.loads(handle)
         try:
             s = cls(root)
         except StoreError as exc:
@@ -244,6 +244,10 @@ class EpisodeStore:
         if (s.description.get("store_id"), s.description.get("created")) != (store_id, created):
             raise StoreError(f"{root} was replaced while it was being read (e.g. by `generate --overwrite`); "
                              "run this again once that is finished")
+        if view:  # a view over the store, e.g. one episode per subtask (store.segments)
+            from .segments import open_view
+
+            return open_view(s, view[0])
         return s
 
     # -- description ---------------------------------------------------------------------------

@@ -5,7 +5,11 @@ lerobot 0.3.x for v2.1) with the checkout on PYTHONPATH (only to read the source
 for lerobot's own statistics over the same frames). The pytest side compares the output with the
 store.
 
-    python tests/compat/check_lerobot.py DATASET_ROOT STORE KEYS_JSON
+    python tests/compat/check_lerobot.py DATASET_ROOT STORE KEYS_JSON [--segments] [--frame-tasks]
+
+``--segments``: the export was made with ``--segment-subtasks``; the store is read through the same
+segmented view (``bomb_data.store.segments``). ``--frame-tasks``: also the ``task`` string
+``LeRobotDataset.__getitem__`` gives for every frame (``frame_tasks``).
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def main() -> None:
     root, store_path, keys = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
+    flags = set(sys.argv[4:])
     import lerobot
     from lerobot.datasets import compute_stats as cs
     from lerobot.datasets.lerobot_dataset import CODEBASE_VERSION, LeRobotDataset
 
     from bomb_data.store import EpisodeStore
+    from bomb_data.store.segments import SegmentedStore
 
     ds = LeRobotDataset("bomb/go_export", root=root, video_backend="pyav")
     meta = ds.meta
@@ -74,7 +80,9 @@ def main() -> None:
     out["episodes"] = eps
 
     # items through __getitem__: video decoding (or parquet images), task strings
-    store = EpisodeStore(store_path)
+    store = SegmentedStore(store_path) if "--segments" in flags else EpisodeStore(store_path)
+    if "--frame-tasks" in flags:  # what a policy's dataloader gets as each frame's instruction
+        out["frame_tasks"] = [ds[i]["task"] for i in range(len(ds))]
     cams = {"agentview": keys["agentview"], "wrist": keys["wrist"]}
     items, psnrs = [], {c: [] for c in cams}
     for e in eps:

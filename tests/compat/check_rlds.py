@@ -145,8 +145,10 @@ def openvla(root: str) -> dict:
     chunk_shapes = set()
     proprio = []
     actions = []
+    language = []
     for fr in frames.as_numpy_iterator():
         n_frames += 1
+        language.append(fr["language_instruction"].decode("utf-8"))
         grip.append(float(fr["action"][-1]))
         chunk_shapes.add(tuple(fr["action_chunk"].shape))
         proprio.append(np.concatenate([fr["observation"]["EEF_state"], fr["observation"]["gripper_state"]]))
@@ -157,7 +159,7 @@ def openvla(root: str) -> dict:
            "chunk_shapes": [list(s) for s in chunk_shapes], "image_shape": list(img_shape),
            "action_mean": actions.mean(0).tolist(), "action_q01": np.quantile(actions, 0.01, axis=0).tolist(),
            "action_q99": np.quantile(actions, 0.99, axis=0).tolist(),
-           "proprio_dim": int(np.stack(proprio).shape[1]), "split": split}
+           "proprio_dim": int(np.stack(proprio).shape[1]), "split": split, "language": language}
     try:  # the rlds package's own transformations, where it imports (tensorflow 2.15 + reverb)
         import rlds
 

@@ -7,7 +7,10 @@ Run in the side environment ``.venvs/robomimic`` (scripts/side_envs/robomimic.sh
 For each filter key (``train``, ``valid``, and all demos) it builds a SequenceDataset the way a
 robomimic training config over LIBERO-style keys would (frame_stack 1, seq_length 1, no next_obs,
 low-dim cache), then reads every sample: per demo, the actions, rewards, dones and low-dim
-observations of all its steps, and per image key the sum and shape of each frame.
+observations of all its steps, and per image key the sum and shape of each frame. Each step's
+instruction as a robomimic user finds it (robomimic 0.3 reads no text, and casts dataset keys to
+float): a sequence demo's ``subtask_index`` dataset key indexes its ``subtask_instructions``
+attribute; any other demo has its ``instruction`` attribute.
 """
 
 from __future__ import annotations
@@ -26,8 +29,13 @@ RGB = ["agentview_rgb", "eye_in_hand_rgb"]
 
 
 def load(path: str, filter_key: str | None) -> dict:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        subtasks = all("subtask_index" in g for g in f["data"].values())
+    keys = ("actions", "rewards", "dones") + (("subtask_index",) if subtasks else ())
     ds = SequenceDataset(
-        hdf5_path=path, obs_keys=LOW_DIM + RGB, dataset_keys=("actions", "rewards", "dones"),
+        hdf5_path=path, obs_keys=LOW_DIM + RGB, dataset_keys=keys,
         load_next_obs=False, frame_stack=1, seq_length=1, pad_frame_stack=True, pad_seq_length=True,
         get_pad_mask=False, goal_mode=None, hdf5_cache_mode="low_dim", hdf5_use_swmr=True,
         hdf5_normalize_obs=False, filter_by_attribute=filter_key)
@@ -39,6 +47,10 @@ def load(path: str, filter_key: str | None) -> dict:
                              | {f"{k}_sum": [] for k in RGB} | {f"{k}_shape": None for k in RGB})
         for k in ("actions", "rewards", "dones"):
             d[k].append(np.asarray(item[k][0], dtype=np.float64).reshape(-1).tolist())
+        attrs = ds.hdf5_file[f"data/{demo}"].attrs
+        text = json.loads(attrs["subtask_instructions"])[int(item["subtask_index"][0])] if subtasks \
+            else str(attrs["instruction"])
+        d.setdefault("instruction", []).append(text)
         for k in LOW_DIM:
             d[k].append(np.asarray(item["obs"][k][0], dtype=np.float64).tolist())
         for k in RGB:
