@@ -111,7 +111,7 @@ def _eval(policy: str, grid: str, k: int, seed: int, workers: int | None, concur
     from tqdm import tqdm
 
     from ..config import load_config
-    from ..generate import check_dashboard
+    from ..runtime import check_dashboard
     from .policies import parse_policy_spec
     from .runner import evaluate
 

@@ -36,6 +36,8 @@ from .._cpus import default_workers
 from .._fault import armed, fault_point, kill_now
 from ..config import BombConfig
 from ..errors import BombDataError, ConfigError, EpisodeError, PolicyError
+from ..provenance import result_version_change, versions
+from ..runtime import check_dashboard, check_scheduler, dask_client, task_result, worker_cached, worker_env
 from .adapt import AdapterConfig, adapt_observation, to_action_chunk
 from .gate import FirstCallFailure, discard_run, first_call_failure
 from .metrics import aggregate
@@ -305,25 +307,17 @@ def _write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> None:
 
 
 # ------------------------------------------------------------------------------------ worker side
-_WORKER: dict[str, Any] = {}
-
-
 def _worker_policy(run: RunSettings) -> Any:
+    """One policy per worker process, reused across episodes, remade when the run's policy changes."""
     key = (run.policy, run.adapter.model_dump_json(), run.unnorm_key)
-    if _WORKER.get("policy_key") != key:
-        if "policy" in _WORKER:
-            _WORKER["policy"].close()
-        _WORKER["policy"] = make_policy(parse_policy_spec(run.policy), run.cfg, unnorm_key=run.unnorm_key,
-                                        timeout_s=run.timeout_s, retries=run.retries, backoff_s=run.backoff_s)
-        _WORKER["policy_key"] = key
-    return _WORKER["policy"]
+    return worker_cached("policy", key, lambda: make_policy(
+        parse_policy_spec(run.policy), run.cfg, unnorm_key=run.unnorm_key, timeout_s=run.timeout_s,
+        retries=run.retries, backoff_s=run.backoff_s))
 
 
 def run_episode_task(ep: EpisodeSpec, run: RunSettings) -> dict[str, Any]:
     """Dask task: one episode on this worker's cached environment and policy."""
-    from ..generate import _worker_env
-
-    env = _worker_env(run.cfg)
+    env = worker_env(run.cfg)
     try:
         policy = _worker_policy(run)
     except PolicyError as exc:  # e.g. the server went away before this worker connected
@@ -489,9 +483,6 @@ def _prior_results(out: Path, run_key: dict[str, Any], sim_meta: dict[str, Any],
             results of another run (the line says what differs) or of other versions, and ``overwrite``
             is not given.
     """
-    from ..generate import versions
-    from ..store.writer import result_version_change
-
     if out.is_dir():
         # results go only into an evaluation directory (or a new or empty one), never into a store or export
         foreign = sorted(p.name for p in out.iterdir() if p.name not in OUR_FILES and not p.name.startswith("."))
@@ -556,7 +547,6 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
     from pydantic import ValidationError
 
     from ..config import format_validation_error
-    from ..generate import versions
 
     t0 = time.perf_counter()
     spec = parse_policy_spec(policy)
@@ -596,8 +586,6 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
             update={"max_steps": cfg.sim.max_steps + acfg.settle_steps})})
     # Check the policy and the Dask scheduler before starting anything (and before --overwrite empties
     # --out): unreachable servers and bad modules fail here.
-    from ..generate import check_dashboard, check_scheduler
-
     check_dashboard(dashboard, scheduler)
     check_scheduler(scheduler)
     probe = None
@@ -728,8 +716,6 @@ def _run_dask(run: RunSettings, todo: list[EpisodeSpec], n_proc: int, scheduler:
     ``scheduler`` it is read from the cluster after every episode (so it follows a cluster that
     scales), capped at ``max_running`` there (each task in flight can run at once on a cluster)."""
     from dask.distributed import as_completed
-
-    from ..generate import dask_client, task_result
 
     if not todo:
         return

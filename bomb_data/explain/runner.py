@@ -333,8 +333,7 @@ def _prepare_out(out: Path, run_key: dict[str, Any], overwrite: bool) -> list[di
     """The evaluator's rules for --out: only our files in it, same run key to resume, --overwrite to restart."""
     import shutil
 
-    from ..generate import versions
-    from ..store.writer import result_version_change
+    from ..provenance import result_version_change, versions
 
     if out.is_dir():
         foreign = sorted(p.name for p in out.iterdir() if p.name not in OUR_FILES and not p.name.startswith("."))
@@ -439,7 +438,7 @@ def explain(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", c
 
     from ..config import format_validation_error
     from ..env import GoPlaceEnv
-    from ..generate import versions
+    from ..provenance import versions
 
     t_run = time.perf_counter()
     s = settings or ExplainSettings()
