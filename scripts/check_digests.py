@@ -51,6 +51,8 @@ VOLATILE_KEYS = {
     "env_ms_per_step", "overhead_ms_per_step",
     "episodes_per_minute", "env_steps_per_second", "frames_per_second",  # generate's and export's speed
     "peak_rss_bytes", "peak_rss_bytes_per_worker",
+    # generate's last_run: the store's size counts its lock file, "HOST PID" (a PID of 4 or 5 digits)
+    "size_bytes", "bytes_per_frame_per_camera",
 }
 
 #: Files not digested: rendered for people from digested data, and carrying volatile numbers
