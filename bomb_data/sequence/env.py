@@ -111,7 +111,9 @@ class GoSequenceEnv(GoPlaceEnv):
             and ``stone_color`` are decided by the sequence, not used; ``sequence.board_size``, when
             set, replaces ``params.scene.board_size``).
         sequence: default ``SequenceParams``; ``reset(options={"sequence": ...})`` overrides them for one
-            episode, ``options={"game": GoSequence}`` gives the sequence itself.
+            episode, as does ``options["params"].sequence`` (a sequence grid cell's) when no ``sequence``
+            option is given; ``options={"game": GoSequence}`` gives the sequence itself. The episode's
+            ``params.sequence`` is the ``SequenceParams`` it used.
     """
 
     def __init__(self, config: BombConfig | SimConfig | None = None, params: EpisodeParams | None = None,
@@ -127,8 +129,9 @@ class GoSequenceEnv(GoPlaceEnv):
         gym.Env.reset(self, seed=seed)
         options = options or {}
         p = self._episode_params(options)
-        sp = _sequence_params(options.get("sequence") or self.default_sequence)
+        sp = _sequence_params(options.get("sequence") or p.sequence or self.default_sequence)
         rng = episode_generators(self.np_random)
+        p = p.model_copy(update={"sequence": sp})  # what the episode plays, recorded with its parameters
         if sp.board_size is not None:
             p = p.model_copy(update={"scene": p.scene.model_copy(update={"board_size": sp.board_size})})
         n = p.scene.board_size

@@ -33,7 +33,9 @@ def rollout_sequence_expert(env: Any, cfg: BombConfig, params: EpisodeParams, se
                           "sequence does)")
     t0 = time.perf_counter()
     expert = SequenceExpert(cfg.expert, control_hz=cfg.sim.control_hz)
-    obs, info = env.reset(seed=seed, options={"params": params, "sequence": cfg.sequence})
+    # a sequence grid's cell carries the sequence; a place grid's cells use the configuration's
+    sp = params.sequence or cfg.sequence
+    obs, info = env.reset(seed=seed, options={"params": params, "sequence": sp})
     r_expert, r_noise = expert_rngs(seed)
     expert.reset(info, r_expert)
     noise = cfg.expert.action_noise_std

@@ -127,9 +127,22 @@ def _read_sgf(path: Path) -> sgf.Sgf_game:
         raise ConfigError(f"--sgf {path}: not a valid SGF game record ({exc})") from None
 
 
-def sgf_files(path: str | Path) -> list[Path]:
-    """The ``.sgf`` files of a file or directory (sorted), refusing a path with none."""
+def resolve_sgf(path: str | Path) -> Path:
+    """``path`` as given when it exists, else the same relative path under the shipped
+    ``bomb_data/configs/sgf/`` when that exists (``9x9``, ``9x9/capture_ko_9x9.sgf``), else as given."""
     p = Path(path)
+    if p.exists() or p.is_absolute():
+        return p
+    from .._resources import shipped
+
+    s = shipped("sgf", *p.parts)
+    return Path(str(s)) if s.is_file() or s.is_dir() else p
+
+
+def sgf_files(path: str | Path) -> list[Path]:
+    """The ``.sgf`` files of a file or directory (sorted), refusing a path with none; a relative path
+    that does not exist is looked up under the shipped SGF records (``resolve_sgf``)."""
+    p = resolve_sgf(path)
     if p.is_dir():
         files = sorted(x for x in p.iterdir() if x.suffix.lower() == ".sgf" and x.is_file())
         if not files:
