@@ -135,7 +135,8 @@ def test_grid_cli_show_and_bad_grid_one_line(tmp_path):
 def test_generate_with_a_sequence_grid_uses_each_cells_sequence(tmp_path):
     gfile = tmp_path / "seq.yaml"
     gfile.write_text(yaml.safe_dump({"task": "sequence", "mode": "full",
-                                     "sequence": {"board_size": 9, "move_number": 14, "length": 1},
+                                     "sequence": {"board_size": 9, "move_number": 14, "length": 1,
+                                                  "rule_instruction": "capture"},
                                      "axes": {"sequence_length": {"levels": [1, 2]},
                                               "sequence_source": {"levels": ["9x9/capture_ko_9x9.sgf"]}}}))
     out = tmp_path / "store"
@@ -156,3 +157,7 @@ def test_generate_with_a_sequence_grid_uses_each_cells_sequence(tmp_path):
         # move 15 (black J8) captures the white stone at J9: place, then remove
         places = [s for s in m["subtasks"] if s[0] == "place"]
         assert len(places) == params.sequence.length and ["remove", "white", 0, 8] in m["subtasks"]
+        # ... and is the only capture there: the rule-derived instruction, its resolved target stored
+        rule = m["sequence"]["rule"]
+        assert m["sequence"]["rule_instruction"] == "capture" and rule["point"] == m["subtasks"][0][2:] == [1, 8]
+        assert rule["stones"] == [[0, 8]] and "atari" in m["subtask_instructions"][0] == m["instruction"]

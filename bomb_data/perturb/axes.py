@@ -313,6 +313,10 @@ _AXES: list[Axis] = [
           "under the shipped bomb_data/configs/sgf/)", ("sequence.source", "sequence.sgf"), "text",
           {"nominal": "generated"}, to_fields=lambda v: {"sequence.source": "generated", "sequence.sgf": None}
           if v == "generated" else {"sequence.source": "sgf", "sequence.sgf": v}),
+    _axis("rule_instruction", "sequence",
+          "the first move named by what it must do (capture the stones in atari / save the group in atari), "
+          "the position chosen so that exactly one move does it", ("sequence.rule_instruction",), "choice", {},
+          choices=("none", "capture", "save")),
 ]
 
 AXES: dict[str, Axis] = {a.name: a for a in _AXES}

@@ -3,7 +3,9 @@
 ``check_sequence(sp, n, where)`` refuses, in one line, a ``SequenceParams`` that cannot give an
 episode on an n x n board: an SGF source whose files are malformed, of another board size, illegal
 or a pass up to the end of the sequence, or shorter than ``move_number + length``; generated play
-longer than half the board's points (past it the seeded player can run out of legal moves). ``sequence_run``
+longer than half the board's points (past it the seeded player can run out of legal moves); a
+rule-derived instruction before move ``RULE_MIN_MOVE_NUMBER`` of generated play, or one whose unique
+move is not an SGF game's next move. ``sequence_run``
 decides what a ``generate`` run of the sequence task uses: its configuration (``task: sequence``)
 and the largest scene.
 """
@@ -19,6 +21,8 @@ from .params import SequenceParams
 if TYPE_CHECKING:
     from ..config import BombConfig
 
+RULE_MIN_MOVE_NUMBER = 10  # generated play with a rule-derived instruction: the earliest start position
+
 # Axes of the single task that a game decides in a sequence grid (the stones on the board, their colour).
 PLACE_ONLY_AXES = ("n_board_stones", "stone_layout", "stone_color", "active_stone_position")
 
@@ -29,10 +33,10 @@ def generated_limit(n: int) -> int:
 
 
 @lru_cache(maxsize=512)
-def _sgf_ok(path: str, n: int, move_number: int, length: int) -> None:
+def _sgf_ok(path: str, n: int, move_number: int, length: int, rule: str) -> None:
     from .rules import sequence_from_sgf
 
-    sequence_from_sgf(path, n, move_number, length)
+    sequence_from_sgf(path, n, move_number, length, rule)  # type: ignore[arg-type]
 
 
 def check_sequence(sp: SequenceParams, n: int, where: str) -> None:
@@ -49,12 +53,16 @@ def check_sequence(sp: SequenceParams, n: int, where: str) -> None:
             raise ConfigError(f"{where}: sequence.move_number + sequence.length: expected at most {limit} moves of "
                               f"generated play on a {n}x{n} board (half its points: past it the seeded player can "
                               f"run out of legal moves), given {sp.move_number} + {sp.length}")
+        if sp.rule_instruction != "none" and sp.move_number < RULE_MIN_MOVE_NUMBER:
+            raise ConfigError(f"{where}: sequence.move_number: expected at least {RULE_MIN_MOVE_NUMBER} with "
+                              f"rule_instruction {sp.rule_instruction} (earlier positions rarely have a group in "
+                              f"atari), given {sp.move_number}")
         return
     if not sp.sgf:
         raise ConfigError(f"{where}: sequence.sgf: expected an .sgf file or a directory for source: sgf, given none")
     try:
         for f in sgf_files(sp.sgf):
-            _sgf_ok(str(f), n, sp.move_number, sp.length)
+            _sgf_ok(str(f), n, sp.move_number, sp.length, sp.rule_instruction)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 

@@ -60,8 +60,9 @@ def draw_sequence(sp: SequenceParams, board_size: int, rng: np.random.Generator)
         if not sp.sgf:
             raise ConfigError("sequence.sgf: expected an .sgf file or a directory for source: sgf, given none")
         files = sgf_files(sp.sgf)
-        return sequence_from_sgf(files[int(rng.integers(len(files)))], board_size, sp.move_number, sp.length)
-    return generate_sequence(rng, board_size, sp.move_number, sp.length, sp.capture_bias)
+        return sequence_from_sgf(files[int(rng.integers(len(files)))], board_size, sp.move_number, sp.length,
+                                 sp.rule_instruction)
+    return generate_sequence(rng, board_size, sp.move_number, sp.length, sp.capture_bias, sp.rule_instruction)
 
 
 class _LidCheck:
