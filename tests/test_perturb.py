@@ -42,6 +42,8 @@ def test_axes_cover_the_issue_and_set_disjoint_fields() -> None:
     # Every EpisodeParams field is reachable by some axis.
     all_fields = {f"{s}.{k}" for s in ("scene", "image", "language")
                   for k in type(getattr(EpisodeParams(), s)).model_fields}
+    # and every sequence field but its board size (a sequence grid varies board_size with the scene's axis)
+    all_fields |= {f"sequence.{k}" for k in SequenceParams.model_fields if k != "board_size"}
     assert all_fields == set(fields)
     study = {a.name for a in AXES.values() if a.study}
     assert {"table_color", "table_texture", "board_reflectivity", "stone_reflectivity", "n_board_stones",
