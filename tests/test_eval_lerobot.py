@@ -145,9 +145,10 @@ def test_other_image_size_refused_before_any_episode(trained, server, tmp_path: 
     assert p.returncode == 2 and "upsampled" in p.stderr and not out.exists(), p.stderr
 
 
-def first_observation(store_dir: Path, ckpt: Path, npz: Path, spec: str = "lerobot") -> tuple[Path, dict]:
-    """env.reset of the episode store episode 0 (= the dataset's episode 0: every episode exported)
-    was generated from, adapted for the checkpoint as eval adapts it, saved to ``npz``; and the reset info."""
+def first_observation(store_dir: Path, ckpt: Path, npz: Path, spec: str = "lerobot", index: int = 0
+                      ) -> tuple[Path, dict]:
+    """env.reset of the episode store episode ``index`` (0: the dataset's episode 0, every episode
+    exported) was generated from, adapted for the checkpoint as eval adapts it, saved to ``npz``; and the reset info."""
     from bomb_data.config import load_config
     from bomb_data.env import GoPlaceEnv
     from bomb_data.evaluate.adapt import adapt_observation
@@ -156,7 +157,7 @@ def first_observation(store_dir: Path, ckpt: Path, npz: Path, spec: str = "lerob
     from bomb_data.params import EpisodeParams
     from bomb_data.store import EpisodeStore
 
-    ep = store_episodes(EpisodeStore(store_dir), 0)[0]
+    ep = store_episodes(EpisodeStore(store_dir), 0)[index]
     acfg, _ = plan_adapter(parse_policy_spec(f"{spec}:{ckpt}"), SIZE)
     env = GoPlaceEnv(load_config(overrides={"sim": {"image_height": SIZE, "image_width": SIZE}}))
     try:

@@ -28,9 +28,11 @@ does; torch is seeded with the episode's policy seed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import struct
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,25 +280,30 @@ class LeRobotPolicy:
         self._torch = torch
         d = str(self.info.path)
         try:
-            cfg = PreTrainedConfig.from_pretrained(d)
-            cfg.device = device
-            if getattr(cfg, "pretrained_backbone_weights", None):
-                cfg.pretrained_backbone_weights = None  # the checkpoint holds the weights: download nothing
-            self.model = get_policy_class(cfg.type).from_pretrained(d, config=cfg)
-            self.model.eval()
-            if want == "0.4":
-                from lerobot.policies.factory import make_pre_post_processors
-
-                self.pre, self.post = make_pre_post_processors(
-                    cfg, pretrained_path=d, preprocessor_overrides={"device_processor": {"device": device}},
-                    postprocessor_overrides={"device_processor": {"device": "cpu"}})
-            else:  # 0.3: the model normalises its inputs and unnormalises its action; lerobot 0.3's eval
-                # moves the batch to the device and hands it over as it is
-                self.pre, self.post = self._to_device, self._identity
+            # lerobot prints ("Loading weights from local directory") to stdout, which holds eval's JSON brief
+            with contextlib.redirect_stdout(sys.stderr):
+                self._load(PreTrainedConfig, get_policy_class, d, device, want)
         except Exception as exc:  # draccus/lerobot/torch raise many kinds; one line for the user
             first = (str(exc).strip().splitlines() or [""])[0][:200]
             raise PolicyError(f"policy {self.name}: lerobot cannot load this checkpoint (type {self.info.type!r}): "
                               f"{type(exc).__name__}: {first}") from None
+
+    def _load(self, config_cls: Any, get_policy_class: Any, d: str, device: str, line: str) -> None:
+        cfg = config_cls.from_pretrained(d)
+        cfg.device = device
+        if getattr(cfg, "pretrained_backbone_weights", None):
+            cfg.pretrained_backbone_weights = None  # the checkpoint holds the weights: download nothing
+        self.model = get_policy_class(cfg.type).from_pretrained(d, config=cfg)
+        self.model.eval()
+        if line == "0.4":
+            from lerobot.policies.factory import make_pre_post_processors
+
+            self.pre, self.post = make_pre_post_processors(
+                cfg, pretrained_path=d, preprocessor_overrides={"device_processor": {"device": device}},
+                postprocessor_overrides={"device_processor": {"device": "cpu"}})
+        else:  # 0.3: the model normalises its inputs and unnormalises its action; lerobot 0.3's eval
+            # moves the batch to the device and hands it over as it is
+            self.pre, self.post = self._to_device, self._identity
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         return {k: v.to(self.device) if hasattr(v, "to") else v for k, v in batch.items()}
