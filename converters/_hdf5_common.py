@@ -3,19 +3,14 @@
 Nothing here imports mujoco or torch: the exporters read only the store (bomb_data.store).
 
 * orientation and gripper conversions used by the layouts (``quat_to_axis_angle``, ``gripper_open01``),
-* image resizing at export (``resize_frames``),
-* the opening checks and episode selection (``open_source``), metadata attributes (``meta_attrs``,
-  ``provenance``),
-* atomic outputs (``staged_path``): everything is written under a hidden temporary name in the same
-  directory and renamed into place only when complete, so an interrupted export never leaves a file
-  or directory that looks finished,
+* metadata attributes (``meta_attrs``, ``provenance``),
+* HDF5 writes that survive a full disk (``H5Writer``),
 * a process pool that maps a per-episode function in order with a bounded number of episodes in
   flight (``ordered_map``), so memory stays bounded whatever the size of the store.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
@@ -28,10 +23,10 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from bomb_data.errors import ExportError
 from bomb_data.store import EpisodeStore
 
-from . import check_out_apart, check_replaceable, open_store, process_pool, select_episodes, staged
+from . import process_pool
+from .frames import resize_frames  # noqa: F401  (the one resize, re-exported for earlier imports)
 
 log = logging.getLogger(__name__)
 
@@ -72,36 +67,7 @@ def gripper_command01(action: NDArray[np.floating]) -> NDArray[np.float32]:
     return ((1.0 - a) / 2.0).astype(np.float32)
 
 
-def resize_frames(frames: NDArray[np.uint8], size: int | None) -> NDArray[np.uint8]:
-    """Resize (T, H, W, 3) uint8 frames to (T, size, size, 3) with PIL's antialiased bilinear filter.
-
-    ``size=None`` (or the frames' own square size) returns the frames unchanged.
-    """
-    if size is None or frames.shape[1:3] == (size, size):
-        return frames
-    from PIL import Image
-
-    out = np.empty((frames.shape[0], size, size, 3), dtype=np.uint8)
-    for i, f in enumerate(frames):
-        out[i] = np.asarray(Image.fromarray(f, "RGB").resize((size, size), Image.Resampling.BILINEAR))
-    return out
-
-
-# ----------------------------------------------------------------------------- selection and meta
-def open_source(store_path: Path, out: Path, include_failures: bool,
-                image_size: int | None) -> tuple[EpisodeStore, list[int]]:
-    """The checks every replay exporter starts with, then the store and the episodes to export.
-
-    ExportError for a non-positive ``image_size`` or an ``out`` inside the store (or the reverse);
-    StoreError for a missing, invalid or empty store; ExportError when nothing is selected.
-    """
-    if image_size is not None and image_size < 1:
-        raise ExportError(f"image size must be positive, found {image_size}")
-    check_out_apart(store_path, out)
-    store = open_store(store_path)
-    return store, select_episodes(store, include_failures)
-
-
+# ----------------------------------------------------------------------------------------- meta
 def provenance(store: EpisodeStore) -> dict[str, Any]:
     """What made the export: versions, config hash, schema, store, control rate, image shape."""
     from bomb_data import __version__
@@ -141,20 +107,7 @@ def meta_attrs(meta: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# --------------------------------------------------------------------------------- atomic outputs
-def staged_path(final: Path, overwrite: bool, what: str, is_ours: Callable[[Path], bool],
-                is_dir: bool) -> contextlib.AbstractContextManager[Path]:
-    """:func:`converters.staged` for an ``--out`` judged by :func:`converters.check_replaceable`: an existing
-    ``final`` is replaced, at the very end, only if it is an earlier export of this kind (``what``,
-    ``is_ours``) and only with ``overwrite``; it is judged now and again just before the rename.
-    """
-    def check() -> None:
-        check_replaceable(final, overwrite, what, is_ours, file=not is_dir)
-
-    check()
-    return staged(final, check, is_dir)
-
-
+# ------------------------------------------------------------------------------ full-disk guard
 class _RoomGuard(io.RawIOBase):
     """A file for h5py's file-object driver that hides write failures from HDF5.
 

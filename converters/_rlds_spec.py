@@ -211,12 +211,14 @@ def _camera_jpegs(ep: Any, camera: str, image_size: int | None, quality: int) ->
 
     from PIL import Image
 
+    from .frames import resize_frame
+
     out = []
     for b in files:
         with Image.open(io.BytesIO(b)) as im:
             im = im.convert("RGB")
             if im.size != (image_size, image_size):
-                im = im.resize((image_size, image_size), Image.Resampling.BILINEAR)
+                im = Image.fromarray(resize_frame(np.asarray(im), image_size), "RGB")
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=quality)
             out.append(buf.getvalue())

@@ -25,7 +25,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,14 +43,13 @@ from ._hdf5_common import (
     gripper_command01,
     gripper_open01,
     meta_attrs,
-    open_source,
     ordered_map,
     provenance,
     quat_to_axis_angle,
-    resize_frames,
-    staged_path,
     tree_bytes,
 )
+from .exporter import WORKER, Exporter, init_worker
+from .frames import resize_frames
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +67,45 @@ ROBOMIMIC_CAMERAS = {"agentview_rgb": "agentview", "eye_in_hand_rgb": "wrist"}
 ROBOTWIN_CAMERAS = {"head_camera": "agentview", "right_camera": "wrist"}
 JPEG_QUALITY = 95
 
-_W: dict[str, Any] = {}  # per-process worker state: the open store and the export options
 
 
-def _init_worker(store_path: str, opts: dict[str, Any]) -> None:
-    from bomb_data.store import EpisodeStore
+class _H5Exporter(Exporter):
+    """What the three layouts share: options, worker start, summary (each layout: ``what``, ``write``)."""
 
-    _W["store"] = EpisodeStore.reopen(store_path)
-    _W["opts"] = opts
+    format = "hdf5"
+    layout: str = ""
+
+    def __init__(self, *args: Any, compression: str = DEFAULT_COMPRESSION, **kw: Any):
+        super().__init__(*args, **kw)
+        self.compression = compression
+
+    def check_options(self) -> None:
+        if self.compression not in COMPRESSIONS:
+            raise ExportError(f"unknown hdf5 compression {self.compression!r}; "
+                              f"expected one of {', '.join(COMPRESSIONS)}")
+
+    @property
+    def opts(self) -> dict[str, Any]:
+        """The options each worker reads (``WORKER["opts"]``)."""
+        return {"image_size": self.image_size, "compression": self.compression, "fps": self.store.fps}
+
+    def map_episodes(self, fn: Callable[[Any], dict[str, Any]], jobs: list[Any]) -> Any:
+        """``fn`` over ``jobs`` in order, in the workers (:func:`ordered_map`)."""
+        return ordered_map(fn, jobs, max(1, int(self.workers)), _init_worker, (self.store.handle, self.opts))
+
+    def summarize(self, written: dict[str, Any]) -> dict[str, Any]:
+        final, frames, dt = self.final, written["frames"], self.seconds
+        size = tree_bytes(final)
+        log.info("hdf5 %s export: %d episodes, %d frames -> %s (%.1f s)", self.layout, len(self.indices), frames,
+                 final, dt)
+        return {"format": "hdf5", "layout": self.layout, "output": str(final), "episodes": len(self.indices),
+                "frames": frames, "bytes": size, "bytes_per_frame": size / max(frames, 1), "seconds": round(dt, 3),
+                "frames_per_second": frames / dt if dt > 0 else None, "compression": self.compression,
+                "image_size": list(self.hw), "workers": self.workers}
+
+
+def _init_worker(store_handle: str, opts: dict[str, Any]) -> None:
+    init_worker(store_handle, opts=opts)
 
 
 # ============================================================================================ export
@@ -103,22 +132,9 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
     """
     if layout not in LAYOUTS:
         raise ExportError(f"unknown hdf5 layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
-    if compression not in COMPRESSIONS:
-        raise ExportError(f"unknown hdf5 compression {compression!r}; expected one of {', '.join(COMPRESSIONS)}")
-    store_path, out = Path(store_path), Path(out)
-    store, indices = open_source(store_path, out, include_failures, image_size)
-    opts = {"image_size": image_size, "compression": compression, "fps": store.fps}
-    t0 = time.perf_counter()
-    writer = {"robomimic": _export_robomimic, "aloha": _export_aloha, "robotwin": _export_robotwin}[layout]
-    final, frames = writer(store, indices, out, overwrite, max(1, int(workers)), progress, opts)
-    dt = time.perf_counter() - t0
-    size = tree_bytes(final)
-    summary = {"format": "hdf5", "layout": layout, "output": str(final), "episodes": len(indices),
-               "frames": frames, "bytes": size, "bytes_per_frame": size / max(frames, 1), "seconds": round(dt, 3),
-               "frames_per_second": frames / dt if dt > 0 else None, "compression": compression,
-               "image_size": image_size or store.image_shape[0], "workers": workers}
-    log.info("hdf5 %s export: %d episodes, %d frames -> %s (%.1f s)", layout, len(indices), frames, final, dt)
-    return summary
+    cls = {"robomimic": RobomimicExporter, "aloha": AlohaExporter, "robotwin": RobotwinExporter}[layout]
+    return cls(store_path, out, overwrite=overwrite, workers=workers, progress=progress, image_size=image_size,
+               include_failures=include_failures, compression=compression).run()
 
 
 def _h5py():
@@ -164,7 +180,7 @@ def _write_images(group: Any, name: str, payload: dict[str, Any], compression: s
 # ========================================================================================= robomimic
 def _robomimic_episode(i: int) -> dict[str, Any]:
     """Worker: one episode's robomimic/LIBERO arrays (images possibly pre-compressed)."""
-    store, o = _W["store"], _W["opts"]
+    store, o = WORKER["store"], WORKER["opts"]
     ep = store.episode(i)
     ee_pos = np.asarray(ep["eef_pos"], dtype=np.float32)
     ee_ori = quat_to_axis_angle(ep["eef_quat"])
@@ -226,22 +242,32 @@ def _is_our_hdf5(p: Path) -> bool:
         return False
 
 
-def _export_robomimic(store: Any, indices: list[int], out: Path, overwrite: bool, workers: int,
-                      progress: Callable[[int], None] | None, opts: dict[str, Any]) -> tuple[Path, int]:
-    h5py = _h5py()  # h5py is installed, or one line saying how to get it
-    final = _robomimic_target(out)
-    comp = opts["compression"]
-    metas = [store.episodes[i] for i in indices]
-    instructions = sorted({m["instruction"] for m in metas})
-    masks: dict[str, list[str]] = {"train": [], "valid": [], "heldout": []}
-    split_to_mask = {"train": "train", "val": "valid", "heldout": "heldout"}
-    total = 0
-    with staged_path(final, overwrite, "a robomimic HDF5 file from bomb-data", _is_our_hdf5, is_dir=False) as tmp:
+class RobomimicExporter(_H5Exporter):
+    """``OUT/bomb_go.hdf5`` (or ``OUT`` itself when it ends in .hdf5/.h5): robomimic/LIBERO."""
+
+    layout = "robomimic"
+    what = "a robomimic HDF5 file from bomb-data"
+    writes_file = True
+
+    def target(self) -> Path:
+        return _robomimic_target(self.out)
+
+    def is_ours(self, path: Path) -> bool:
+        return _is_our_hdf5(path)
+
+    def write(self, tmp: Path) -> dict[str, Any]:
+        h5py = _h5py()  # h5py is installed, or one line saying how to get it
+        store, indices = self.store, self.indices
+        comp = self.compression
+        metas = [store.episodes[i] for i in indices]
+        instructions = sorted({m["instruction"] for m in metas})
+        masks: dict[str, list[str]] = {"train": [], "valid": [], "heldout": []}
+        split_to_mask = {"train": "train", "val": "valid", "heldout": "heldout"}
+        total = 0
         room = H5Writer(tmp)  # a full disk: one OSError, not an HDF5 crash
         with room as f:
             data = f.create_group("data")
-            for n, ep in enumerate(ordered_map(_robomimic_episode, indices, workers, _init_worker,
-                                               (store.handle, opts))):
+            for n, ep in enumerate(self.map_episodes(_robomimic_episode, indices)):
                 name = f"demo_{n}"
                 g = data.create_group(name)
                 for k, v in ep["data"].items():
@@ -268,8 +294,7 @@ def _export_robomimic(store: Any, indices: list[int], out: Path, overwrite: bool
                 masks[split_to_mask[split]].append(name)
                 total += ep["length"]
                 room.check()
-                if progress is not None:
-                    progress(ep["length"])
+                self.advance(ep["length"])
             data.attrs["total"] = total
             data.attrs["num_demos"] = len(indices)
             data.attrs["env_args"] = json.dumps(robomimic_env_args(store))
@@ -286,7 +311,7 @@ def _export_robomimic(store: Any, indices: list[int], out: Path, overwrite: bool
                     mask.create_dataset(key, data=np.array(names, dtype="S"))
             f.attrs["bomb_data"] = json.dumps(provenance(store))
             f.attrs["layout"] = "robomimic"
-    return final, total
+        return {"frames": total}
 
 
 # ============================================================================================ aloha
@@ -315,7 +340,7 @@ def _aloha_episode(job: tuple[int, int, str, int]) -> dict[str, Any]:
     """Worker: write ``episode_{n}.hdf5`` for store episode ``i`` into directory ``d``, padded to ``L``."""
     n, i, d, L = job
     _h5py()  # h5py is installed, or one line saying how to get it
-    store, o = _W["store"], _W["opts"]
+    store, o = WORKER["store"], WORKER["opts"]
     comp = o["compression"]
     ep = store.episode(i)
     T = ep.length
@@ -350,28 +375,35 @@ def act_chunk_size(fps: float, episode_len: int) -> int:
     return max(1, min(round(2.0 * fps), episode_len))
 
 
-def _export_aloha(store: Any, indices: list[int], out: Path, overwrite: bool, workers: int,
-                  progress: Callable[[int], None] | None, opts: dict[str, Any]) -> tuple[Path, int]:
-    lengths = [store.episode(i).length for i in indices]
-    L = max(lengths)
-    padded = sum(L - T for T in lengths)
-    horizons = {store.episodes[i].get("fixed_horizon") for i in indices}
-    if padded:
-        log.warning("aloha export: episodes have %d to %d steps, so %d of %d steps (%.0f%%) are frozen padding that "
-                    "ACT samples and trains on as real; generate with generate.fixed_horizon (docs/formats/hdf5.md)",
-                    min(lengths), L, padded, L * len(lengths), 100 * padded / (L * len(lengths)))
-    splits: dict[str, list[int]] = {"train": [], "val": [], "heldout": []}
-    for n, i in enumerate(indices):
-        splits.setdefault(store.episodes[i].get("split", "train"), []).append(n)
-    total = 0
-    with staged_path(out, overwrite, "an ACT (aloha) export", holds("act_task_config.json"), is_dir=True) as tmp:
+class AlohaExporter(_H5Exporter):
+    """``OUT/episode_N.hdf5`` as ACT's ``EpisodicDataset`` reads them, and ``OUT/act_task_config.json``."""
+
+    layout = "aloha"
+    what = "an ACT (aloha) export"
+
+    def is_ours(self, path: Path) -> bool:
+        return holds("act_task_config.json")(path)
+
+    def write(self, tmp: Path) -> dict[str, Any]:
+        store, indices, out, opts = self.store, self.indices, self.out, self.opts
+        lengths = [store.episode(i).length for i in indices]
+        L = max(lengths)
+        padded = sum(L - T for T in lengths)
+        horizons = {store.episodes[i].get("fixed_horizon") for i in indices}
+        if padded:
+            log.warning("aloha export: episodes have %d to %d steps, so %d of %d steps (%.0f%%) are frozen padding "
+                        "that ACT samples and trains on as real; generate with generate.fixed_horizon "
+                        "(docs/formats/hdf5.md)",
+                        min(lengths), L, padded, L * len(lengths), 100 * padded / (L * len(lengths)))
+        splits: dict[str, list[int]] = {"train": [], "val": [], "heldout": []}
+        for n, i in enumerate(indices):
+            splits.setdefault(store.episodes[i].get("split", "train"), []).append(n)
+        total = 0
         jobs = [(n, i, str(tmp), L) for n, i in enumerate(indices)]
-        for r in ordered_map(_aloha_episode, jobs, workers, _init_worker, (store.handle, opts)):
+        for r in self.map_episodes(_aloha_episode, jobs):
             total += r["length"]
-            if progress is not None:
-                progress(r["length"])
-        H = opts["image_size"] or store.image_shape[0]
-        W = opts["image_size"] or store.image_shape[1]
+            self.advance(r["length"])
+        H, W = self.hw
         # ACT's SIM_TASK_CONFIGS entry (dataset_dir, num_episodes, episode_len, camera_names), the values
         # its command line and model need (task_name, chunk_size, state_dim), and the recorded split
         task = {"task_name": "sim_bomb_go", "dataset_dir": str(out.resolve()), "num_episodes": len(indices),
@@ -383,7 +415,7 @@ def _export_aloha(store: Any, indices: list[int], out: Path, overwrite: bool, wo
                 "action": "7 joint position targets (rad) + gripper command (0 close .. 1 open)",
                 "bomb_data": provenance(store)}
         (tmp / "act_task_config.json").write_text(json.dumps(task, indent=2), encoding="utf-8")
-    return out, total
+        return {"frames": total}
 
 
 # ========================================================================================= robotwin
@@ -421,7 +453,7 @@ def _robotwin_episode(job: tuple[int, int, str]) -> dict[str, Any]:
     """Worker: write ``data/episode{n}.hdf5`` and ``instructions/episode{n}.json`` for store episode ``i``."""
     n, i, d = job
     _h5py()  # h5py is installed, or one line saying how to get it
-    store, o = _W["store"], _W["opts"]
+    store, o = WORKER["store"], WORKER["opts"]
     ep = store.episode(i)
     a = robotwin_arrays(ep)
     root = Path(d)
@@ -448,23 +480,30 @@ def _robotwin_episode(job: tuple[int, int, str]) -> dict[str, Any]:
     return {"length": ep.length}
 
 
-def _export_robotwin(store: Any, indices: list[int], out: Path, overwrite: bool, workers: int,
-                     progress: Callable[[int], None] | None, opts: dict[str, Any]) -> tuple[Path, int]:
-    total = 0
-    with staged_path(out, overwrite, "a RoboTwin export", holds("bomb_data_info.json"), is_dir=True) as tmp:
+class RobotwinExporter(_H5Exporter):
+    """``OUT/data/episodeN.hdf5`` + ``OUT/instructions/episodeN.json``: the RoboTwin 2.0 collected-data layout."""
+
+    layout = "robotwin"
+    what = "a RoboTwin export"
+
+    def is_ours(self, path: Path) -> bool:
+        return holds("bomb_data_info.json")(path)
+
+    def write(self, tmp: Path) -> dict[str, Any]:
+        store, indices = self.store, self.indices
+        total = 0
         (tmp / "data").mkdir()
         (tmp / "instructions").mkdir()
         jobs = [(n, i, str(tmp)) for n, i in enumerate(indices)]
-        for r in ordered_map(_robotwin_episode, jobs, workers, _init_worker, (store.handle, opts)):
+        for r in self.map_episodes(_robotwin_episode, jobs):
             total += r["length"]
-            if progress is not None:
-                progress(r["length"])
+            self.advance(r["length"])
         info = {"layout": "RoboTwin 2.0 collected-data layout (envs/utils/pkl2hdf5.py, RoboTwin-Platform/RoboTwin "
                           "8187d5b, June 2025), before the August 2026 XPolicyLab re-layout",
                 "episodes": len(indices), "fps": store.fps, "arms": {"right": "Franka Panda (7 joints + gripper)"},
                 "cameras": ROBOTWIN_CAMERAS, "bomb_data": provenance(store)}
         (tmp / "bomb_data_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
-    return out, total
+        return {"frames": total}
 
 
 # ============================================================================================ replay

@@ -53,7 +53,8 @@ from bomb_data.sequence.steps import episode_instructions, step_instructions
 
 from . import _lerobot_stats as st
 from . import _lerobot_video as vid
-from . import check_out_apart, check_replaceable, open_store, process_pool, select_episodes, staged
+from . import process_pool
+from .exporter import Exporter, init_worker
 
 logger = logging.getLogger(__name__)
 
@@ -333,49 +334,11 @@ def export(
         ExportError: bad option, non-empty ``out`` without overwrite, nothing to export.
         StoreError: missing or empty store.
     """
-    t0 = time.perf_counter()
-    if version not in VERSIONS:
-        raise ExportError(f"unknown lerobot version {version!r}; expected one of {list(VERSIONS)}")
-    if codec not in vid.CODECS:
-        raise ExportError(f"unknown codec {codec!r}; expected one of {sorted(vid.CODECS)}")
-    if workers < 1:
-        raise ExportError(f"workers must be >= 1, got {workers}")
-    keys = resolve_preset(preset, version)
-    store = open_store(store_path)
-    out = Path(out)
-    check_out_apart(store_path, out)
-
-    def check_out() -> None:
-        check_replaceable(out, overwrite, WHAT, _is_ours)
-
-    check_out()
-    fps_f = store.fps
-    if abs(fps_f - round(fps_f)) > 1e-9:
-        raise ExportError(f"LeRobot needs an integer fps; the store runs at {fps_f} Hz")
-    fps = int(round(fps_f))
-    h, w = (image_size, image_size) if image_size else store.image_shape[:2]
-    if video and (h % 2 or w % 2):
-        raise ExportError(f"video frames need even sizes for {vid.PIX_FMT}; got {h}x{w} (use --image-size)")
-    indices = select_episodes(store, include_failures)
-
-    with staged(out, check_out, is_dir=True) as tmp:
-        (tmp / "meta").mkdir()
-        jobs = _Jobs(workers)
-        try:
-            summary = _write(store, indices, tmp, jobs, keys=keys, version=version, fps=fps, hw=(h, w),
-                             image_size=image_size, codec=codec, video=video, workers=workers, progress=progress,
-                             chunks_size=chunks_size, data_mb=data_files_size_in_mb, video_mb=video_files_size_in_mb)
-        except BaseException:
-            jobs.close(cancel=True)
-            raise
-        jobs.close()
-    summary.update(output=str(out), seconds=round(time.perf_counter() - t0, 3))
-    # the key the other exporters use; dataset frames (rows), each carrying one image per camera
-    summary["frames_per_second"] = round(summary["frames"] / max(summary["seconds"], 1e-9), 1)
-    summary["camera_frames_per_second"] = round(len(CAMERAS) * summary["frames_per_second"], 1)
-    logger.info("lerobot %s export: %d episodes, %d frames in %.1f s → %s", version, summary["episodes"],
-                summary["frames"], summary["seconds"], out)
-    return summary
+    return LeRobotExporter(store_path, out, overwrite=overwrite, workers=workers, progress=progress,
+                           image_size=image_size, include_failures=include_failures, version=version, preset=preset,
+                           codec=codec, video=video, chunks_size=chunks_size,
+                           data_files_size_in_mb=data_files_size_in_mb,
+                           video_files_size_in_mb=video_files_size_in_mb).run()
 
 
 WHAT = "a LeRobot dataset from bomb-data"
@@ -384,6 +347,71 @@ WHAT = "a LeRobot dataset from bomb-data"
 def _is_ours(d: Path) -> bool:
     """``d`` is a LeRobot dataset this exporter wrote (``meta/info.json`` and our ``meta/bomb_data.json``)."""
     return (d / "meta" / "info.json").is_file() and (d / "meta" / "bomb_data.json").is_file()
+
+
+class LeRobotExporter(Exporter):
+    """A LeRobot dataset, format v3.0 or v2.1 (module docstring)."""
+
+    format = "lerobot"
+    what = WHAT
+
+    def __init__(self, *args: Any, version: str = "v3.0", preset: str | Mapping[str, str] | Path | None = None,
+                 codec: str = "av1", video: bool = True, chunks_size: int = CHUNKS_SIZE,
+                 data_files_size_in_mb: float = DATA_FILES_SIZE_MB,
+                 video_files_size_in_mb: float = VIDEO_FILES_SIZE_MB, **kw: Any):
+        super().__init__(*args, **kw)
+        self.version, self.preset, self.codec, self.video = version, preset, codec, video
+        self.chunks_size, self.data_mb, self.video_mb = chunks_size, data_files_size_in_mb, video_files_size_in_mb
+
+    def check_options(self) -> None:
+        if self.version not in VERSIONS:
+            raise ExportError(f"unknown lerobot version {self.version!r}; expected one of {list(VERSIONS)}")
+        if self.codec not in vid.CODECS:
+            raise ExportError(f"unknown codec {self.codec!r}; expected one of {sorted(vid.CODECS)}")
+        if self.workers < 1:
+            raise ExportError(f"workers must be >= 1, got {self.workers}")
+        self.keys = resolve_preset(self.preset, self.version)
+
+    def check_frames(self, h: int, w: int) -> None:
+        # yuv420p halves both sides for the chroma planes; a 2-pixel side leaves 1x1 chroma, which fails
+        if self.video and (h % 2 or w % 2 or min(h, w) < 4):
+            raise ExportError(f"video frames need even sizes of at least 4 for {vid.PIX_FMT}; got {h}x{w} "
+                              "(use --image-size)")
+
+    def prepare(self) -> None:
+        fps_f = self.store.fps
+        if abs(fps_f - round(fps_f)) > 1e-9:
+            raise ExportError(f"LeRobot needs an integer fps; the store runs at {fps_f} Hz")
+        self.fps = int(round(fps_f))
+
+    def is_ours(self, path: Path) -> bool:
+        return _is_ours(path)
+
+    def write(self, tmp: Path) -> dict[str, Any]:
+        (tmp / "meta").mkdir()
+        if self.workers == 1:
+            init_worker(self.store.handle)  # the camera jobs run in threads of this process
+        jobs = _Jobs(self.workers)
+        try:
+            summary = _write(self.store, self.indices, tmp, jobs, keys=self.keys, version=self.version, fps=self.fps,
+                             hw=self.hw, image_size=self.image_size, codec=self.codec, video=self.video,
+                             workers=self.workers, progress=self.progress, chunks_size=self.chunks_size,
+                             data_mb=self.data_mb, video_mb=self.video_mb)
+        except BaseException:
+            jobs.close(cancel=True)
+            raise
+        jobs.close()
+        return summary
+
+    def summarize(self, written: dict[str, Any]) -> dict[str, Any]:
+        summary, out = written, self.out
+        summary.update(output=str(out), seconds=round(self.seconds, 3))
+        # the key the other exporters use; dataset frames (rows), each carrying one image per camera
+        summary["frames_per_second"] = round(summary["frames"] / max(summary["seconds"], 1e-9), 1)
+        summary["camera_frames_per_second"] = round(len(CAMERAS) * summary["frames_per_second"], 1)
+        logger.info("lerobot %s export: %d episodes, %d frames in %.1f s → %s", self.version, summary["episodes"],
+                    summary["frames"], summary["seconds"], out)
+        return summary
 
 
 def _write(store: Any, indices: list[int], root: Path, jobs: _Jobs, *, keys: dict[str, str], version: str,
