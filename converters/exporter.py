@@ -25,15 +25,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from . import check_out_apart, check_replaceable, open_store, select_episodes, staged
+from . import check_out_apart, check_replaceable, open_store, process_pool, select_episodes, staged
 from .frames import check_image_size, frame_hw
 
 if TYPE_CHECKING:
     from bomb_data.store import EpisodeStore
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Exporter:
@@ -159,3 +164,63 @@ def worker_store(store_handle: str) -> EpisodeStore:
             WORKER["store"] = EpisodeStore.reopen(store_handle)
             WORKER["store_handle"] = store_handle
         return WORKER["store"]
+
+
+# -------------------------------------------------------------------------------- worker pool
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
+                initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = (),
+                in_flight: int | None = None) -> Iterator[R]:
+    """``map(fn, items)`` in order, over ``workers`` processes, with at most ``in_flight`` pending.
+
+    ``workers <= 1`` runs in this process (after calling ``initializer``); otherwise a
+    :func:`converters.process_pool`. At most ``in_flight`` (default 2 x workers) results exist at
+    once, which bounds memory to a few episodes.
+    """
+    if workers <= 1:
+        if initializer is not None:
+            initializer(*initargs)
+        for x in items:
+            yield fn(x)
+        return
+    limit = in_flight or 2 * workers
+    ex = process_pool(workers, initializer, initargs)
+    pending: deque[Future[R]] = deque()
+    it = iter(items)
+    try:
+        for x in it:
+            pending.append(ex.submit(fn, x))
+            if len(pending) >= limit:
+                break
+        while pending:
+            res = pending.popleft().result()
+            for x in it:
+                pending.append(ex.submit(fn, x))
+                break
+            yield res
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
+
+
+# ------------------------------------------------------------------------------ what exports record
+def provenance(store: EpisodeStore) -> dict[str, Any]:
+    """What made the export: versions, config hash, schema, store, control rate, image shape."""
+    from bomb_data import __version__
+
+    d = store.description
+    return {
+        "exporter": "bomb-data",
+        "bomb_data_version": __version__,
+        "store": store.root.name,
+        "schema_version": d.get("schema_version"),
+        "config_hash": d.get("config_hash"),
+        "versions": d.get("versions"),
+        "control_hz": store.fps,
+        "store_image_shape": list(store.image_shape),
+    }
+
+
+def tree_bytes(p: Path) -> int:
+    """Bytes on disk of a file or of every file under a directory."""
+    if p.is_file():
+        return p.stat().st_size
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())

@@ -31,8 +31,7 @@ import numpy as np
 
 from bomb_data.rotations import state8
 
-from ._hdf5_common import ordered_map, provenance, tree_bytes
-from .exporter import WORKER, Exporter, init_worker
+from .exporter import WORKER, Exporter, init_worker, ordered_map, provenance, tree_bytes
 from .frames import resize_frames
 
 log = logging.getLogger(__name__)
