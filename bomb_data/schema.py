@@ -13,7 +13,11 @@ from dataclasses import dataclass
 
 SCHEMA_VERSION = 1
 STORE_FORMAT = "bomb-data-store"
+#: The cameras of every step, in this order (store, environment observations, exports).
 CAMERAS = ("agentview", "wrist")
+#: The Gymnasium id of the environment the episodes are recorded in (registered by bomb_data.env;
+#: here so that readers of stores and exports name it without importing mujoco).
+ENV_ID = "bomb_data/GoPlace-v0"
 
 
 @dataclass(frozen=True)

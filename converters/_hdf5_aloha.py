@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from bomb_data.schema import CAMERAS
+
 from . import holds
 from ._hdf5_common import (
     H5Exporter,
@@ -78,7 +80,7 @@ def _aloha_episode(job: tuple[int, int, str, int]) -> dict[str, Any]:
         write_lowdim(obs, "qpos", _pad(a["qpos"], L), comp)
         write_lowdim(obs, "qvel", _pad(a["qvel"], L, zero=True), comp)
         imgs = obs.create_group("images")
-        for cam in ("agentview", "wrist"):
+        for cam in CAMERAS:
             frames = _pad(resize_frames(ep.images(cam), o["image_size"]), L)
             write_images(imgs, cam, images_payload(frames, comp), comp)
         write_lowdim(f, "action", _pad(a["action"], L), comp)
@@ -126,7 +128,7 @@ class AlohaExporter(H5Exporter):
         # ACT's SIM_TASK_CONFIGS entry (dataset_dir, num_episodes, episode_len, camera_names), the values
         # its command line and model need (task_name, chunk_size, state_dim), and the recorded split
         task = {"task_name": "sim_bomb_go", "dataset_dir": str(out.resolve()), "num_episodes": len(indices),
-                "episode_len": L, "camera_names": ["agentview", "wrist"], "state_dim": 8,
+                "episode_len": L, "camera_names": list(CAMERAS), "state_dim": 8,
                 "chunk_size": act_chunk_size(opts["fps"], L), "max_chunk_size": L, "fps": opts["fps"],
                 "splits": splits, "padded_steps": padded,
                 "fixed_horizon": horizons.pop() if len(horizons) == 1 else None, "image_shape": [H, W, 3],

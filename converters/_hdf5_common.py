@@ -3,8 +3,8 @@
 
 Nothing here imports mujoco or torch: the exporters read only the store (bomb_data.store).
 
-* orientation and gripper conversions used by the layouts (``quat_to_axis_angle``, ``gripper_open01``,
-  ``gripper_command01``),
+* gripper conversions used by the layouts (``gripper_open01``, ``gripper_command01``; orientations:
+  ``bomb_data.rotations.quat_wxyz_to_axis_angle``, the one convention of every export),
 * episode metadata as HDF5 attributes (``meta_attrs``),
 * HDF5 writes that survive a full disk (``H5Writer``),
 * chunked, compressed datasets (``write_lowdim``, ``images_payload``/``write_images``: gzip chunks
@@ -30,9 +30,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bomb_data.errors import ExportError
-
-# one convention for orientations, re-exported
-from bomb_data.rotations import quat_wxyz_to_axis_angle as quat_to_axis_angle  # noqa: F401
 
 from .exporter import (  # noqa: F401  (ordered_map, provenance, tree_bytes: re-exported for earlier imports)
     Exporter,

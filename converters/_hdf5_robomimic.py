@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from bomb_data.errors import ExportError
+from bomb_data.rotations import quat_wxyz_to_axis_angle
+from bomb_data.schema import ENV_ID
 from bomb_data.sequence.steps import is_sequence, step_instructions
 
 from ._hdf5_common import (
@@ -25,7 +27,6 @@ from ._hdf5_common import (
     images_payload,
     meta_attrs,
     provenance,
-    quat_to_axis_angle,
     write_images,
     write_lowdim,
 )
@@ -33,7 +34,6 @@ from .exporter import WORKER
 from .frames import resize_frames
 
 ROBOMIMIC_FILE = "bomb_go.hdf5"
-ENV_ID = "bomb_data/GoPlace-v0"  # the Gymnasium id bomb_data.env registers (not imported: no mujoco here)
 #: LIBERO observation key -> store camera.
 ROBOMIMIC_CAMERAS = {"agentview_rgb": "agentview", "eye_in_hand_rgb": "wrist"}
 
@@ -43,7 +43,7 @@ def _robomimic_episode(i: int) -> dict[str, Any]:
     store, o = WORKER["store"], WORKER["opts"]
     ep = store.episode(i)
     ee_pos = np.asarray(ep["eef_pos"], dtype=np.float32)
-    ee_ori = quat_to_axis_angle(ep["eef_quat"])
+    ee_ori = quat_wxyz_to_axis_angle(ep["eef_quat"])
     dones = np.zeros(ep.length, dtype=np.uint8)
     dones[-1] = 1
     return {

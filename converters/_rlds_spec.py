@@ -129,7 +129,7 @@ def split_name(meta: dict[str, Any]) -> str:
 
 
 # The one state convention of bomb-data (robosuite's quat2axisangle branch), shared with every export.
-from bomb_data.rotations import quat_wxyz_to_axis_angle as quat_wxyz_to_axisangle_robosuite  # noqa: E402
+from bomb_data.rotations import quat_wxyz_to_axis_angle  # noqa: E402
 from bomb_data.sequence.steps import step_instructions  # noqa: E402
 
 
@@ -175,7 +175,7 @@ def episode_arrays(ep: Any, *, store_name: str, action_space: str = "canonical",
     action = np.asarray(ep["action"], dtype=np.float32)[:, ACTION_COLUMNS[action_space]]
     state = np.concatenate([
         np.asarray(ep["eef_pos"], dtype=np.float32),
-        quat_wxyz_to_axisangle_robosuite(ep["eef_quat"]),
+        quat_wxyz_to_axis_angle(ep["eef_quat"]),
         np.asarray(ep["gripper_qpos"], dtype=np.float32),
     ], axis=1)
     reward = np.asarray(ep["reward"], dtype=np.float32).reshape(T)

@@ -36,7 +36,6 @@ from bomb_data.errors import ExportError
 from ._hdf5_aloha import AlohaExporter, act_chunk_size  # noqa: F401
 from ._hdf5_common import COMPRESSIONS, DEFAULT_COMPRESSION, GZIP_LEVEL, H5Exporter  # noqa: F401
 from ._hdf5_robomimic import (  # noqa: F401
-    ENV_ID,
     ROBOMIMIC_CAMERAS,
     ROBOMIMIC_FILE,
     RobomimicExporter,

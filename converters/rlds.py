@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from bomb_data.errors import ExportError
+from bomb_data.schema import CAMERAS
 from bomb_data.store import EpisodeStore
 
 from . import check_replaceable, process_pool
@@ -47,12 +48,13 @@ from ._rlds_spec import (
     feature_specs,
     heldout_cells,
     plan_splits,
-    quat_wxyz_to_axisangle_robosuite,
+    quat_wxyz_to_axis_angle,
 )
 from ._rlds_tfrecord import encode_example, shard_filename, write_metadata, write_record
 from .exporter import WORKER, Exporter, init_worker, worker_store
 
-__all__ = ["DATASET_NAME", "VERSION", "export", "quat_wxyz_to_axisangle_robosuite"]
+__all__ = ["DATASET_NAME", "VERSION", "export", "quat_wxyz_to_axis_angle"]
+quat_wxyz_to_axisangle_robosuite = quat_wxyz_to_axis_angle  # its earlier name here, kept for existing imports
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +104,7 @@ def _plan_shards(store: EpisodeStore, groups: dict[str, list[int]], workers: int
     for split, idx in groups.items():
         lengths = [store.episode(i).length for i in idx]
         first = store.episode(idx[0])
-        per_step = sum(len(b) for cam in ("agentview", "wrist") for b in first.jpeg(cam)) / max(first.length, 1)
+        per_step = sum(len(b) for cam in CAMERAS for b in first.jpeg(cam)) / max(first.length, 1)
         if image_size is not None:  # re-encoded size scales with the pixel count
             h, w, _ = store.image_shape
             per_step *= (image_size * image_size) / float(h * w)
