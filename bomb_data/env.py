@@ -37,8 +37,8 @@ from .params import EpisodeParams, check_room
 from .perturb.image import perturb_frame
 from .perturb.language import write_instruction_spans
 from .rotations import state8
-from .schema import CAMERAS, ENV_ID  # (CAMERAS, ENV_ID are importable from here too)
-from .sim.controller import MAX_DPOS_M, MAX_DROT_RAD, DeltaEEFController
+from .schema import CAMERAS, ENV_ID, MAX_DPOS_M, MAX_DROT_RAD  # (CAMERAS, ENV_ID are importable from here too)
+from .sim.controller import DeltaEEFController
 from .sim.panda import HOME_QPOS
 from .sim.scene import (
     BOARD_THICKNESS_M,
