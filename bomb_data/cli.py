@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from converters.frames import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+
 from . import __version__
 from .errors import BombDataError
 
@@ -206,7 +208,7 @@ def _default_export_dir(fmt: str, lerobot_version: str, layout: str) -> str:
 @click.option("--overwrite", is_flag=True, help="Replace an existing export at --out.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes to use [default: one per usable core].")
-@click.option("--image-size", type=click.IntRange(min=8, max=2048), default=None,
+@click.option("--image-size", type=click.IntRange(min=MIN_IMAGE_SIZE, max=MAX_IMAGE_SIZE), default=None,
               help="Resize images to SIZE x SIZE at export (e.g. 224) [default: as stored].")
 @click.option("--include-failures", is_flag=True, help="Also export episodes flagged as failed.")
 @click.option("--action-space", type=click.Choice(["canonical", "bomb4"]), default="canonical", show_default=True,

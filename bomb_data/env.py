@@ -37,7 +37,8 @@ from .params import EpisodeParams, check_room
 from .perturb.image import perturb_frame
 from .perturb.language import write_instruction_spans
 from .rotations import state8
-from .sim.controller import MAX_DPOS_M, MAX_DROT_RAD, DeltaEEFController
+from .schema import CAMERAS, ENV_ID, MAX_DPOS_M, MAX_DROT_RAD  # (CAMERAS, ENV_ID are importable from here too)
+from .sim.controller import DeltaEEFController
 from .sim.panda import HOME_QPOS
 from .sim.scene import (
     BOARD_THICKNESS_M,
@@ -53,8 +54,6 @@ from .sim.visibility import CLEAR_RADIUS_SPACINGS, board_visibility
 from .task import SuccessChecker, draw_board
 
 log = logging.getLogger(__name__)
-CAMERAS = ("agentview", "wrist")
-ENV_ID = "bomb_data/GoPlace-v0"
 SETTLE_S = 0.3
 _GL_LOGGED = False
 

@@ -30,6 +30,7 @@ from .config import BombConfig
 from .errors import ConfigError, StoreError
 from .provenance import store_config_hash, versions
 from .runtime import check_dashboard, check_scheduler, dask_client, task_result, worker_env
+from .schema import CAMERAS
 from .store.format import atomic_write_text
 from .store.record import read_shard, write_shard
 from .store.writer import StoreWriter
@@ -188,7 +189,7 @@ def generate(cfg: BombConfig, out: Path, *, workers: int | None = None, schedule
         "image_height": cfg.sim.image_height,
         "image_width": cfg.sim.image_width,
         "control_hz": cfg.sim.control_hz,
-        "cameras": ["agentview", "wrist"],
+        "cameras": list(CAMERAS),
         "image_codec": {"format": "jpeg", "quality": gen.jpeg_quality},
         "mj_state_dim": mj_state_dim(cfg, max_stones),
         "mj_state_spec": "mjSTATE_INTEGRATION",

@@ -1,28 +1,21 @@
-"""Pictures for people: a contact sheet of reset scenes and a video of one expert episode."""
+"""Pictures for people: a contact sheet of reset scenes and a video of one expert episode, and the
+contact sheet of a grid (one picture per cell). The sheets are ``bomb_data.pictures.contact_sheet``;
+this module renders what goes on them."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from .config import BombConfig
+from .pictures import contact_sheet
 
-
-def contact_sheet(images: list[NDArray[np.uint8]], labels: list[str], cols: int = 4) -> Image.Image:
-    """Tile equally sized images with a caption strip under each."""
-    h, w = images[0].shape[:2]
-    cap = 16
-    rows = (len(images) + cols - 1) // cols
-    sheet = Image.new("RGB", (cols * w, rows * (h + cap)), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
-    for i, (img, lab) in enumerate(zip(images, labels)):
-        x, y = (i % cols) * w, (i // cols) * (h + cap)
-        sheet.paste(Image.fromarray(img), (x, y))
-        draw.text((x + 3, y + h + 2), lab[: max(8, w // 6)], fill=(0, 0, 0))
-    return sheet
+if TYPE_CHECKING:
+    from .perturb.grid import Cell, Grid
 
 
 def write_video(frames: list[NDArray[np.uint8]], path: Path, fps: float) -> None:
@@ -94,3 +87,37 @@ def write_preview(cfg: BombConfig, out: Path, grid: str = "nominal", n: int = 8,
     finally:
         env.close()
     return [sheet, mp4, gif]
+
+
+def grid_preview(grid: str | Path | Grid, out: Path, cfg: BombConfig, seed: int = 0, cols: int = 8,
+                 palette: bool = False) -> Path:
+    """Render every cell of ``grid`` and write its labelled contact sheet as PNG at ``out``
+    (:func:`bomb_data.perturb.sheet.grid_sheet`; the environment renders, the sheet is drawn there).
+
+    Args:
+        grid: grid name, path or ``Grid``.
+        out: PNG path (parent directories are made).
+        cfg: configuration (its image size is the picture size).
+        seed: episode seed shared by all pictures, so cells differ only by their perturbation.
+        cols: pictures per row.
+        palette: store as 256-colour PNG (about 3x smaller; for documentation).
+    """
+    from .env import GoPlaceEnv
+    from .perturb.grid import load_grid
+    from .perturb.sheet import grid_sheet
+
+    g = load_grid(grid)
+    if g.task == "sequence":  # its cells' params carry the sequence
+        from .sequence.env import GoSequenceEnv
+
+        env: GoPlaceEnv = GoSequenceEnv(cfg)
+    else:
+        env = GoPlaceEnv(cfg)
+    try:
+        def render(cell: Cell, episode_seed: int) -> tuple[NDArray[np.uint8], str]:
+            obs, info = env.reset(seed=episode_seed, options={"params": cell.params})
+            return obs["agentview"], info["instruction"]
+
+        return grid_sheet(g, out, render, seed=seed, cols=cols, palette=palette)
+    finally:
+        env.close()

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 
 SCHEMA_VERSION = 1
 STORE_FORMAT = "bomb-data-store"
+#: The cameras of every step, in this order (store, environment observations, exports).
 CAMERAS = ("agentview", "wrist")
+#: The Gymnasium id of the environment the episodes are recorded in (registered by bomb_data.env;
+#: here so that readers of stores and exports name it without importing mujoco).
+ENV_ID = "bomb_data/GoPlace-v0"
+#: Bounds of the canonical action per control step (the environment's action space; the controller
+#: clips the position delta to +-MAX_DPOS_M per axis and scales the rotation delta to norm <= MAX_DROT_RAD).
+MAX_DPOS_M = 0.05
+MAX_DROT_RAD = 0.5
 
 
 @dataclass(frozen=True)

@@ -1,51 +1,58 @@
-"""Shared pieces of the HDF5 and zarr replay-buffer exporters (converters/hdf5.py, converters/zarr_replay.py).
+"""What the three HDF5 layouts share (converters/hdf5.py; ``_hdf5_robomimic``, ``_hdf5_aloha``,
+``_hdf5_robotwin``).
 
 Nothing here imports mujoco or torch: the exporters read only the store (bomb_data.store).
 
-* orientation and gripper conversions used by the layouts (``quat_to_axis_angle``, ``gripper_open01``),
-* image resizing at export (``resize_frames``),
-* the opening checks and episode selection (``open_source``), metadata attributes (``meta_attrs``,
-  ``provenance``),
-* atomic outputs (``staged_path``): everything is written under a hidden temporary name in the same
-  directory and renamed into place only when complete, so an interrupted export never leaves a file
-  or directory that looks finished,
-* a process pool that maps a per-episode function in order with a bounded number of episodes in
-  flight (``ordered_map``), so memory stays bounded whatever the size of the store.
+* gripper conversions used by the layouts (``gripper_open01``, ``gripper_command01``; orientations:
+  ``bomb_data.rotations.quat_wxyz_to_axis_angle``, the one convention of every export),
+* episode metadata as HDF5 attributes (``meta_attrs``),
+* HDF5 writes that survive a full disk (``H5Writer``),
+* chunked, compressed datasets (``write_lowdim``, ``images_payload``/``write_images``: gzip chunks
+  compressed in the worker processes),
+* :class:`H5Exporter`, the part of :class:`converters.exporter.Exporter` the layouts share (options,
+  worker start, summary).
+
+The pieces the zarr exporter uses too (``ordered_map``, ``provenance``, ``tree_bytes``, the resize)
+live in converters/exporter.py and converters/frames.py; they are re-exported here for earlier imports.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
+import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from bomb_data.errors import ExportError
-from bomb_data.store import EpisodeStore
 
-from . import check_out_apart, check_replaceable, open_store, process_pool, select_episodes, staged
+from .exporter import (  # noqa: F401  (ordered_map, provenance, tree_bytes: re-exported for earlier imports)
+    Exporter,
+    init_worker,
+    ordered_map,
+    provenance,
+    tree_bytes,
+)
+from .frames import resize_frames  # noqa: F401  (the one resize, re-exported for earlier imports)
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("converters.hdf5")
 
-T = TypeVar("T")
-R = TypeVar("R")
+COMPRESSIONS = ("gzip", "lzf")
+#: Chosen by measurement (benchmarks/bench_export_hdf5.py, docs/formats/hdf5.md): gzip level 4,
+#: compressed in the worker processes (parallel), against lzf, which only h5py can write (serial).
+DEFAULT_COMPRESSION = "gzip"
+GZIP_LEVEL = 4
 
 #: Finger travel of the Panda gripper (schema: 0 = closed, 0.04 m = fully open).
 FINGER_OPEN_M = 0.04
 
 
 # ------------------------------------------------------------------------------------ conversions
-from bomb_data.rotations import quat_wxyz_to_axis_angle as quat_to_axis_angle  # noqa: E402,F401  (one convention, re-exported)
-
-
 def gripper_open01(gripper_qpos: NDArray[np.floating]) -> NDArray[np.float32]:
     """Normalised gripper opening from the two finger positions: 0 = closed, 1 = fully open.
 
@@ -72,53 +79,7 @@ def gripper_command01(action: NDArray[np.floating]) -> NDArray[np.float32]:
     return ((1.0 - a) / 2.0).astype(np.float32)
 
 
-def resize_frames(frames: NDArray[np.uint8], size: int | None) -> NDArray[np.uint8]:
-    """Resize (T, H, W, 3) uint8 frames to (T, size, size, 3) with PIL's antialiased bilinear filter.
-
-    ``size=None`` (or the frames' own square size) returns the frames unchanged.
-    """
-    if size is None or frames.shape[1:3] == (size, size):
-        return frames
-    from PIL import Image
-
-    out = np.empty((frames.shape[0], size, size, 3), dtype=np.uint8)
-    for i, f in enumerate(frames):
-        out[i] = np.asarray(Image.fromarray(f, "RGB").resize((size, size), Image.Resampling.BILINEAR))
-    return out
-
-
-# ----------------------------------------------------------------------------- selection and meta
-def open_source(store_path: Path, out: Path, include_failures: bool,
-                image_size: int | None, segment_subtasks: bool = False) -> tuple[EpisodeStore, list[int]]:
-    """The checks every replay exporter starts with, then the store and the episodes to export.
-
-    ExportError for a non-positive ``image_size`` or an ``out`` inside the store (or the reverse);
-    StoreError for a missing, invalid or empty store; ExportError when nothing is selected.
-    """
-    if image_size is not None and image_size < 1:
-        raise ExportError(f"image size must be positive, found {image_size}")
-    check_out_apart(store_path, out)
-    store = open_store(store_path, segment_subtasks)
-    return store, select_episodes(store, include_failures)
-
-
-def provenance(store: EpisodeStore) -> dict[str, Any]:
-    """What made the export: versions, config hash, schema, store, control rate, image shape."""
-    from bomb_data import __version__
-
-    d = store.description
-    return {
-        "exporter": "bomb-data",
-        "bomb_data_version": __version__,
-        "store": store.root.name,
-        "schema_version": d.get("schema_version"),
-        "config_hash": d.get("config_hash"),
-        "versions": d.get("versions"),
-        "control_hz": store.fps,
-        "store_image_shape": list(store.image_shape),
-    } | ({"segment_subtasks": True} if "segmented" in d else {})  # one episode per subtask (store.segments)
-
-
+# ----------------------------------------------------------------------------------------- meta
 def meta_attrs(meta: dict[str, Any]) -> dict[str, Any]:
     """HDF5 attributes of one episode's metadata (schema.EPISODE_FIELDS).
 
@@ -141,20 +102,7 @@ def meta_attrs(meta: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# --------------------------------------------------------------------------------- atomic outputs
-def staged_path(final: Path, overwrite: bool, what: str, is_ours: Callable[[Path], bool],
-                is_dir: bool) -> contextlib.AbstractContextManager[Path]:
-    """:func:`converters.staged` for an ``--out`` judged by :func:`converters.check_replaceable`: an existing
-    ``final`` is replaced, at the very end, only if it is an earlier export of this kind (``what``,
-    ``is_ours``) and only with ``overwrite``; it is judged now and again just before the rename.
-    """
-    def check() -> None:
-        check_replaceable(final, overwrite, what, is_ours, file=not is_dir)
-
-    check()
-    return staged(final, check, is_dir)
-
-
+# ------------------------------------------------------------------------------ full-disk guard
 class _RoomGuard(io.RawIOBase):
     """A file for h5py's file-object driver that hides write failures from HDF5.
 
@@ -259,43 +207,84 @@ class H5Writer:
                 self._raw.close()
 
 
-def tree_bytes(p: Path) -> int:
-    """Bytes on disk of a file or of every file under a directory."""
-    if p.is_file():
-        return p.stat().st_size
-    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
-
-
-# ---------------------------------------------------------------------------------- process pool
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
-                initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = (),
-                in_flight: int | None = None) -> Iterator[R]:
-    """``map(fn, items)`` in order, over ``workers`` processes, with at most ``in_flight`` pending.
-
-    ``workers <= 1`` runs in this process (after calling ``initializer``); otherwise a
-    :func:`converters.process_pool`. At most ``in_flight`` (default 2 x workers) results exist at
-    once, which bounds memory to a few episodes.
-    """
-    if workers <= 1:
-        if initializer is not None:
-            initializer(*initargs)
-        for x in items:
-            yield fn(x)
-        return
-    limit = in_flight or 2 * workers
-    ex = process_pool(workers, initializer, initargs)
-    pending: deque[Future[R]] = deque()
-    it = iter(items)
+# ------------------------------------------------------------------------------------ datasets
+def h5py_module() -> Any:
+    """h5py, or one ExportError line saying how to get it."""
     try:
-        for x in it:
-            pending.append(ex.submit(fn, x))
-            if len(pending) >= limit:
-                break
-        while pending:
-            res = pending.popleft().result()
-            for x in it:
-                pending.append(ex.submit(fn, x))
-                break
-            yield res
-    finally:
-        ex.shutdown(wait=True, cancel_futures=True)
+        import h5py
+    except ImportError as exc:  # core dependency, but say what to do if a slim install lacks it
+        raise ExportError("the hdf5 export needs h5py: `pip install h5py`") from exc
+    return h5py
+
+
+def compress_kw(compression: str, shuffle: bool) -> dict[str, Any]:
+    if compression == "gzip":
+        return {"compression": "gzip", "compression_opts": GZIP_LEVEL, "shuffle": shuffle}
+    return {"compression": "lzf", "shuffle": shuffle}
+
+
+def write_lowdim(group: Any, name: str, arr: NDArray[Any], compression: str) -> None:
+    """A small per-step array as one chunk (the whole episode), compressed, float arrays shuffled."""
+    arr = np.ascontiguousarray(arr)
+    group.create_dataset(name, data=arr, chunks=arr.shape if arr.size else None,
+                         **compress_kw(compression, shuffle=arr.dtype.kind == "f" and arr.ndim > 0))
+
+
+def images_payload(frames: NDArray[np.uint8], compression: str) -> dict[str, Any]:
+    """Frames for an image dataset chunked one frame per chunk; gzip chunks compressed here (in a worker)."""
+    if compression == "gzip":
+        return {"shape": frames.shape, "chunks": [zlib.compress(f.tobytes(), GZIP_LEVEL) for f in frames]}
+    return {"shape": frames.shape, "array": frames}
+
+
+def write_images(group: Any, name: str, payload: dict[str, Any], compression: str) -> None:
+    shape = tuple(payload["shape"])
+    chunks = (1, *shape[1:])
+    if "array" in payload:
+        group.create_dataset(name, data=payload["array"], chunks=chunks, **compress_kw(compression, False))
+        return
+    # Chunks were deflated by the workers: write them as they are (h5py's gzip filter is a zlib stream).
+    ds = group.create_dataset(name, shape=shape, dtype=np.uint8, chunks=chunks, **compress_kw("gzip", False))
+    for t, blob in enumerate(payload["chunks"]):
+        ds.id.write_direct_chunk((t, 0, 0, 0), blob)
+
+
+# ------------------------------------------------------------------------------------- exporter
+class H5Exporter(Exporter):
+    """What the three layouts share: options, worker start, summary (each layout: ``what``, ``write``)."""
+
+    format = "hdf5"
+    layout: str = ""
+
+    def __init__(self, *args: Any, compression: str = DEFAULT_COMPRESSION, **kw: Any):
+        super().__init__(*args, **kw)
+        self.compression = compression
+
+    def check_options(self) -> None:
+        if self.compression not in COMPRESSIONS:
+            raise ExportError(f"unknown hdf5 compression {self.compression!r}; "
+                              f"expected one of {', '.join(COMPRESSIONS)}")
+
+    @property
+    def opts(self) -> dict[str, Any]:
+        """The options each worker reads (``WORKER["opts"]``)."""
+        return {"image_size": self.image_size, "compression": self.compression, "fps": self.store.fps}
+
+    def map_episodes(self, fn: Callable[[Any], dict[str, Any]], jobs: list[Any]) -> Any:
+        """``fn`` over ``jobs`` in order, in the workers (:func:`ordered_map`)."""
+        return ordered_map(fn, jobs, max(1, int(self.workers)), init_h5_worker, (self.store.handle, self.opts))
+
+    def summarize(self, written: dict[str, Any]) -> dict[str, Any]:
+        final, frames, dt = self.final, written["frames"], self.seconds
+        size = tree_bytes(final)
+        log.info("hdf5 %s export: %d episodes, %d frames -> %s (%.1f s)", self.layout, len(self.indices), frames,
+                 final, dt)
+        return {"format": "hdf5", "layout": self.layout, "output": str(final), "episodes": len(self.indices),
+                "frames": frames, "bytes": size, "bytes_per_frame": size / max(frames, 1), "seconds": round(dt, 3),
+                "frames_per_second": frames / dt if dt > 0 else None, "compression": self.compression,
+                "image_size": list(self.hw), "workers": self.workers}
+
+
+def init_h5_worker(store_handle: str, opts: dict[str, Any]) -> None:
+    """Pool initializer of the layouts: the store and the options (``WORKER["opts"]``)."""
+    init_worker(store_handle, opts=opts)

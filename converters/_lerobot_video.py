@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -30,6 +29,8 @@ from PIL import Image
 from bomb_data.store.images import decode_jpegs
 
 from . import _lerobot_stats as st
+from .exporter import worker_store
+from .frames import resize_frames
 
 logger = logging.getLogger(__name__)
 
@@ -160,20 +161,6 @@ def video_info(path: Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------- worker side
-_STORES: dict[str, Any] = {}
-_STORES_LOCK = threading.Lock()
-
-
-def _store(path: str) -> Any:
-    from bomb_data.store import EpisodeStore
-
-    with _STORES_LOCK:  # jobs may run in threads (export with workers=1)
-        if path not in _STORES:
-            _STORES.clear()
-            _STORES[path] = EpisodeStore.reopen(path)
-        return _STORES[path]
-
-
 @dataclass(frozen=True)
 class CameraJob:
     """One (episode, camera) unit of work. ``segment`` is None for images-in-parquet."""
@@ -189,19 +176,14 @@ class CameraJob:
     threads: int | None
 
 
-def resize(frames: NDArray[np.uint8], size: int) -> NDArray[np.uint8]:
-    """(T, H, W, 3) → (T, size, size, 3) with PIL bilinear (antialiased) resampling."""
-    return np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.Resampling.BILINEAR)) for f in frames])
-
-
 def run_camera_job(job: CameraJob) -> dict[str, Any]:
     """Do one job; return ``{"stats", "frames", "bytes", "images"}`` (images: per-frame files or None)."""
-    ep = _store(job.store).episode(job.episode)
+    ep = worker_store(job.store).episode(job.episode)
     jpegs = ep.jpeg(job.camera)
     frames = decode_jpegs(jpegs)  # the files read once: decoded here, copied as-is for --no-video
     resized = job.image_size is not None and tuple(frames.shape[1:3]) != (job.image_size, job.image_size)
     if resized:
-        frames = resize(frames, int(job.image_size))  # type: ignore[arg-type]
+        frames = resize_frames(frames, job.image_size)
     stats = st.image_stats(frames, job.version)
     images: list[bytes] | None = None
     nbytes = 0

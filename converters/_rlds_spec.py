@@ -129,7 +129,7 @@ def split_name(meta: dict[str, Any]) -> str:
 
 
 # The one state convention of bomb-data (robosuite's quat2axisangle branch), shared with every export.
-from bomb_data.rotations import quat_wxyz_to_axis_angle as quat_wxyz_to_axisangle_robosuite  # noqa: E402
+from bomb_data.rotations import quat_wxyz_to_axis_angle  # noqa: E402
 from bomb_data.sequence.steps import step_instructions  # noqa: E402
 
 
@@ -176,7 +176,7 @@ def episode_arrays(ep: Any, *, store_name: str, action_space: str = "canonical",
     action = np.asarray(ep["action"], dtype=np.float32)[:, ACTION_COLUMNS[action_space]]
     state = np.concatenate([
         np.asarray(ep["eef_pos"], dtype=np.float32),
-        quat_wxyz_to_axisangle_robosuite(ep["eef_quat"]),
+        quat_wxyz_to_axis_angle(ep["eef_quat"]),
         np.asarray(ep["gripper_qpos"], dtype=np.float32),
     ], axis=1)
     reward = np.asarray(ep["reward"], dtype=np.float32).reshape(T)
@@ -212,12 +212,14 @@ def _camera_jpegs(ep: Any, camera: str, image_size: int | None, quality: int) ->
 
     from PIL import Image
 
+    from .frames import resize_frame
+
     out = []
     for b in files:
         with Image.open(io.BytesIO(b)) as im:
             im = im.convert("RGB")
             if im.size != (image_size, image_size):
-                im = im.resize((image_size, image_size), Image.Resampling.BILINEAR)
+                im = Image.fromarray(resize_frame(np.asarray(im), image_size), "RGB")
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=quality)
             out.append(buf.getvalue())

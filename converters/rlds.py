@@ -34,9 +34,10 @@ from typing import Any
 import numpy as np
 
 from bomb_data.errors import ExportError
+from bomb_data.schema import CAMERAS
 from bomb_data.store import EpisodeStore
 
-from . import check_out_apart, check_replaceable, open_store, process_pool, staged
+from . import check_replaceable, process_pool
 from ._rlds_registration import registration_source
 from ._rlds_spec import (
     ACTION_SPACES,
@@ -47,11 +48,13 @@ from ._rlds_spec import (
     feature_specs,
     heldout_cells,
     plan_splits,
-    quat_wxyz_to_axisangle_robosuite,
+    quat_wxyz_to_axis_angle,
 )
 from ._rlds_tfrecord import encode_example, shard_filename, write_metadata, write_record
+from .exporter import WORKER, Exporter, init_worker, worker_store
 
-__all__ = ["DATASET_NAME", "VERSION", "export", "quat_wxyz_to_axisangle_robosuite"]
+__all__ = ["DATASET_NAME", "VERSION", "export", "quat_wxyz_to_axis_angle"]
+quat_wxyz_to_axisangle_robosuite = quat_wxyz_to_axis_angle  # its earlier name here, kept for existing imports
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +104,7 @@ def _plan_shards(store: EpisodeStore, groups: dict[str, list[int]], workers: int
     for split, idx in groups.items():
         lengths = [store.episode(i).length for i in idx]
         first = store.episode(idx[0])
-        per_step = sum(len(b) for cam in ("agentview", "wrist") for b in first.jpeg(cam)) / max(first.length, 1)
+        per_step = sum(len(b) for cam in CAMERAS for b in first.jpeg(cam)) / max(first.length, 1)
         if image_size is not None:  # re-encoded size scales with the pixel count
             h, w, _ = store.image_shape
             per_step *= (image_size * image_size) / float(h * w)
@@ -113,28 +116,17 @@ def _plan_shards(store: EpisodeStore, groups: dict[str, list[int]], workers: int
     return tasks
 
 
-_WORKER: dict[str, Any] = {}
-
-
 def _init_worker(queue: Any) -> None:
-    _WORKER["queue"] = queue
-    _WORKER["stores"] = {}
-
-
-def _store(path: str) -> EpisodeStore:
-    stores = _WORKER.setdefault("stores", {})
-    if path not in stores:
-        stores[path] = EpisodeStore.reopen(path)
-    return stores[path]
+    init_worker(queue=queue)  # the store is opened by the first shard (worker_store)
 
 
 def _write_shard(task: dict[str, Any], store_path: str, data_dir: str, action_space: str,
                  image_size: int | None, image_hw: tuple[int, int],
                  progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Write one shard file (one episode in memory at a time); returns its example count and bytes."""
-    store = _store(store_path)
+    store = worker_store(store_path)
     specs = feature_specs(image_hw, action_space)
-    queue = _WORKER.get("queue")
+    queue = WORKER.get("queue")
     path = Path(data_dir) / shard_filename(task["split"], task["shard"], task["num_shards"])
     nbytes = frames = 0
     with open(path, "wb", buffering=4 * 1024 * 1024) as f:
@@ -154,7 +146,7 @@ def _write_shard(task: dict[str, Any], store_path: str, data_dir: str, action_sp
 def _run_tasks(tasks: list[dict[str, Any]], workers: int, progress: Callable[[int], None] | None,
                **kw: Any) -> list[dict[str, Any]]:
     if workers <= 1 or len(tasks) <= 1:
-        _WORKER.pop("queue", None)
+        init_worker()  # no queue: progress is reported directly
         return [_write_shard(t, progress=progress, **kw) for t in tasks]
     # fork is cheapest (workers inherit the imported modules); but a process that has started
     # tensorflow's runtime threads must not fork, so then spawn fresh interpreters instead
@@ -214,30 +206,48 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
         StoreError: missing, damaged or empty store.
         ExportError: bad option, nothing to export, or an ``out`` that must not be replaced.
     """
-    t0 = time.perf_counter()
-    if action_space not in ACTION_SPACES:
-        raise ExportError(f"action_space: expected one of {list(ACTION_SPACES)}, found {action_space!r}")
-    if image_size is not None and int(image_size) < 8:
-        raise ExportError(f"image_size: expected an integer >= 8, found {image_size!r}")
-    store_path, out = Path(store_path), Path(out)
-    check_out_apart(store_path, out)
-    store = open_store(store_path, segment_subtasks)
-    h, w, _ = store.image_shape
-    if image_size is not None and (int(image_size), int(image_size)) == (h, w):
-        image_size = None  # already that size: pass the JPEG files through
-    image_hw = (int(image_size), int(image_size)) if image_size is not None else (h, w)
-    groups = plan_splits(store, include_failures)
-    if not groups:
-        raise ExportError(f"{store_path} has no successful episode to export "
-                          f"(pass --include-failures to export failed ones)")
-    _check_out(out, overwrite)
-    with staged(out, lambda: _check_out(out, overwrite, warn=False), is_dir=True) as tmp:
+    return RldsExporter(store_path, out, overwrite=overwrite, workers=workers, progress=progress,
+                        image_size=image_size, include_failures=include_failures, action_space=action_space,
+                        segment_subtasks=segment_subtasks).run()
+
+
+class RldsExporter(Exporter):
+    """The TFDS dataset ``bomb_go`` with its OpenVLA registration (module docstring)."""
+
+    format = "rlds"
+    what = f"an RLDS export of {DATASET_NAME}"
+
+    def __init__(self, *args: Any, action_space: str = "canonical", **kw: Any):
+        super().__init__(*args, **kw)
+        self.action_space = action_space
+
+    def check_options(self) -> None:
+        if self.action_space not in ACTION_SPACES:
+            raise ExportError(f"action_space: expected one of {list(ACTION_SPACES)}, found {self.action_space!r}")
+
+    def prepare(self) -> None:
+        if self.image_size is not None and (self.image_size, self.image_size) == tuple(self.store.image_shape[:2]):
+            self.image_size = None  # already that size: pass the JPEG files through
+
+    def select(self) -> list[int]:
+        self.groups = plan_splits(self.store, self.include_failures)
+        if not self.groups:
+            raise ExportError(f"{self.store_path} has no successful episode to export "
+                              f"(pass --include-failures to export failed ones)")
+        return [i for idx in self.groups.values() for i in idx]
+
+    def check_out(self, final_check: bool = False) -> None:
+        _check_out(self.out, self.overwrite, warn=not final_check)
+
+    def write(self, tmp: Path) -> dict[str, Any]:
+        store, store_path, groups, workers = self.store, self.store_path, self.groups, self.workers
+        action_space, image_size, image_hw, out = self.action_space, self.image_size, self.hw, self.out
         data_dir = tmp / DATASET_NAME / VERSION
         data_dir.mkdir(parents=True)
         tasks = _plan_shards(store, groups, workers, image_size)
         log.info("exporting %d episodes of %s in %d shards with %d worker(s)",
                  sum(len(v) for v in groups.values()), store_path, len(tasks), workers)
-        results = _run_tasks(tasks, workers, progress, store_path=store.handle, data_dir=str(data_dir),
+        results = _run_tasks(tasks, workers, self.progress, store_path=store.handle, data_dir=str(data_dir),
                              action_space=action_space, image_size=image_size, image_hw=image_hw)
         splits: dict[str, dict[str, Any]] = {}
         for name in groups:
@@ -247,11 +257,11 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
                             "episodes": sum(r["num_examples"] for r in rs), "frames": sum(r["frames"] for r in rs),
                             "shards": len(rs)}
         desc = description_text(store, action_space=action_space, image_hw=image_hw,
-                                include_failures=include_failures)
+                                include_failures=self.include_failures)
         (tmp / REGISTRATION_FILE).write_text(registration_source(action_space), encoding="utf-8")
         write_metadata(data_dir, feature_specs(image_hw, action_space), splits, desc,
                        module_name="builders.bomb_go.bomb_go_dataset_builder")
-        seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - self.started
         frames = sum(s["frames"] for s in splits.values())
         summary: dict[str, Any] = {
             "format": "rlds", "dataset": DATASET_NAME, "version": VERSION, "output": str(out),
@@ -263,11 +273,14 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
             "bytes": sum(s["num_bytes"] for s in splits.values()), "seconds": round(seconds, 3),
             "frames_per_second": round(frames / seconds, 1) if seconds > 0 else None,
             "workers": workers, "image_size": list(image_hw), "jpeg_pass_through": image_size is None,
-            "action_space": action_space, "include_failures": include_failures, "segment_subtasks": segment_subtasks,
-            "heldout_splits": heldout_cells(store, include_failures),
+            "action_space": action_space, "include_failures": self.include_failures,
+            "segment_subtasks": self.segment_subtasks,
+            "heldout_splits": heldout_cells(store, self.include_failures),
         }
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-    log.info("wrote %s: %d episodes, %d frames in %.1f s", out, summary["episodes"], frames, seconds)
-    return summary
+        return summary
 
-
+    def summarize(self, written: dict[str, Any]) -> dict[str, Any]:
+        log.info("wrote %s: %d episodes, %d frames in %.1f s", self.out, written["episodes"], written["frames"],
+                 written["seconds"])
+        return written

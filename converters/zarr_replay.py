@@ -23,7 +23,6 @@ import contextlib
 import json
 import logging
 import math
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,30 +31,19 @@ import numpy as np
 
 from bomb_data.rotations import state8
 
-from ._hdf5_common import open_source, ordered_map, provenance, resize_frames, staged_path, tree_bytes
 from ._sequence_layouts import carries_subtasks, step_language, task_table
+from .exporter import WORKER, Exporter, init_worker, ordered_map, provenance, tree_bytes
+from .frames import resize_frames
 
 log = logging.getLogger(__name__)
 
 LAYOUT = "diffusion_policy replay buffer"
 
 
-def _is_ours(d: Path) -> bool:
-    """``d`` is a replay buffer this exporter wrote (its root attributes name our layout)."""
-    try:
-        attrs = json.loads((d / ".zattrs").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(attrs, dict) and isinstance(attrs.get("bomb_data"), dict) \
-        and attrs["bomb_data"].get("layout") == LAYOUT
-
 #: data key -> store camera.
 IMAGE_KEYS = {"img": "agentview", "wrist_img": "wrist"}
 LOWDIM_CHUNK_BYTES = 2_000_000
 BLOSC = {"cname": "zstd", "clevel": 3}
-
-_W: dict[str, Any] = {}
-
 
 def _blosc(shuffle: bool) -> Any:
     import numcodecs
@@ -64,14 +52,11 @@ def _blosc(shuffle: bool) -> Any:
                            shuffle=numcodecs.Blosc.SHUFFLE if shuffle else numcodecs.Blosc.NOSHUFFLE)
 
 
-def _init_worker(store_path: str, out: str, image_size: int | None) -> None:
+def _init_worker(store_handle: str, out: str, image_size: int | None) -> None:
     import zarr
 
-    from bomb_data.store import EpisodeStore
-
-    _W["store"] = EpisodeStore.reopen(store_path)
-    _W["image_size"] = image_size
-    _W["arrays"] = {k: zarr.open_array(Path(out) / "data" / k, mode="r+", zarr_format=2) for k in IMAGE_KEYS}
+    init_worker(store_handle, image_size=image_size,
+                arrays={k: zarr.open_array(Path(out) / "data" / k, mode="r+", zarr_format=2) for k in IMAGE_KEYS})
 
 
 def state_vector(ep: Any) -> np.ndarray:
@@ -118,16 +103,95 @@ def _drained_on_error() -> Iterator[None]:
 def _episode(job: tuple[int, int]) -> dict[str, Any]:
     """Worker: write episode ``i``'s frames at rows ``start:start+T``; return its low-dim arrays."""
     start, i = job
-    ep = _W["store"].episode(i)
+    ep = WORKER["store"].episode(i)
     try:
         for key, cam in IMAGE_KEYS.items():
-            _W["arrays"][key][start:start + ep.length] = resize_frames(ep.images(cam), _W["image_size"])
+            WORKER["arrays"][key][start:start + ep.length] = resize_frames(ep.images(cam), WORKER["image_size"])
     except BaseException:
         drain_zarr_io()
         raise
     return {"start": start, "length": ep.length, "state": state_vector(ep),
             "action": np.asarray(ep["action"], np.float32)} \
-        | (dict(zip(("subtask_index", "texts"), step_language(ep))) if carries_subtasks(_W["store"]) else {})
+        | (dict(zip(("subtask_index", "texts"), step_language(ep))) if carries_subtasks(WORKER["store"]) else {})
+
+
+class ZarrExporter(Exporter):
+    """The Diffusion Policy replay buffer (module docstring)."""
+
+    format = "zarr"
+    what = "a Diffusion Policy replay buffer from bomb-data"
+
+    def is_ours(self, path: Path) -> bool:
+        """``path`` is a replay buffer this exporter wrote (its root attributes name our layout)."""
+        try:
+            attrs = json.loads((path / ".zattrs").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(attrs, dict) and isinstance(attrs.get("bomb_data"), dict) \
+            and attrs["bomb_data"].get("layout") == LAYOUT
+
+    def write(self, tmp: Path) -> dict[str, Any]:
+        import zarr
+
+        store, indices = self.store, self.indices
+        lengths = [store.episode(i).length for i in indices]
+        ends = np.cumsum(lengths, dtype=np.int64)
+        N = int(ends[-1])
+        H, W = self.hw
+        with _drained_on_error():
+            root = zarr.open_group(tmp, mode="w", zarr_format=2)
+            data = root.require_group("data")
+            meta = root.require_group("meta")
+            for key in IMAGE_KEYS:
+                data.create_array(key, shape=(N, H, W, 3), chunks=(1, H, W, 3), dtype="uint8",
+                                  compressors=_blosc(shuffle=False))
+            low = {}
+            for key, dim in (("state", 8), ("action", 7)):
+                rows = max(1, min(N, math.ceil(LOWDIM_CHUNK_BYTES / (4 * dim))))
+                low[key] = data.create_array(key, shape=(N, dim), chunks=(rows, dim), dtype="float32",
+                                             compressors=_blosc(shuffle=True))
+            if seq := carries_subtasks(store):  # a sequence: per-step subtask and task index (_sequence_layouts)
+                tasks = task_table(store, indices)
+                task_of = {t: n for n, t in enumerate(tasks)}
+                root.attrs["tasks"] = tasks
+                for key, dt in (("subtask_index", "int32"), ("task_index", "int64")):
+                    low[key] = data.create_array(key, shape=(N,), chunks=(max(1, min(N, LOWDIM_CHUNK_BYTES // 8)),),
+                                                 dtype=dt, compressors=_blosc(shuffle=True))
+            meta.create_array("episode_ends", shape=(len(ends),), dtype="int64", compressors=None)[:] = ends
+            root.attrs["bomb_data"] = {**provenance(store), "layout": LAYOUT,
+                                       "image_size": [H, W], "cameras": IMAGE_KEYS,
+                                       "state": "eef_pos(3, m) + eef_axis_angle(3, rad) + finger positions(2, m)",
+                                       "action": "canonical 7-D delta EEF, gripper -1 open / +1 closed"}
+            root.attrs["episodes"] = [store.episodes[i] for i in indices]
+            starts = [int(e - n) for e, n in zip(ends, lengths)]
+            # low-dim rows are buffered and written in blocks of at least one chunk (few partial-chunk rewrites)
+            buf: dict[str, list[np.ndarray]] = {k: [] for k in low}
+            flushed = 0
+            for r in ordered_map(_episode, list(zip(starts, indices)), self.workers, _init_worker,
+                                 (store.handle, str(tmp), self.image_size)):
+                if seq:
+                    r["task_index"] = np.array([task_of[t] for t in r.pop("texts")], dtype=np.int64)
+                for k in low:
+                    buf[k].append(r[k])
+                done = r["start"] + r["length"]
+                rows = low["state"].chunks[0]
+                if done - flushed >= rows or done == N:
+                    for k, arr in low.items():
+                        block = np.concatenate(buf[k], axis=0)
+                        arr[flushed:done] = block
+                        buf[k] = []
+                    flushed = done
+                self.advance(r["length"])
+        return {"frames": N}
+
+    def summarize(self, written: dict[str, Any]) -> dict[str, Any]:
+        N, dt, out = written["frames"], self.seconds, self.out
+        size = tree_bytes(out)
+        log.info("zarr replay buffer: %d episodes, %d frames -> %s (%.1f s)", len(self.indices), N, out, dt)
+        return {"format": "zarr", "layout": "diffusion_policy", "output": str(out), "episodes": len(self.indices),
+                "frames": N, "bytes": size, "bytes_per_frame": size / max(N, 1), "seconds": round(dt, 3),
+                "frames_per_second": N / dt if dt > 0 else None, "image_size": list(self.hw),
+                "workers": max(1, int(self.workers))}
 
 
 def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int = 1,
@@ -149,65 +213,6 @@ def export(store_path: Path, out: Path, *, overwrite: bool = False, workers: int
     Returns:
         JSON-serialisable summary: output, episodes, frames, bytes, seconds, frames/s.
     """
-    import zarr
-
-    store_path, out = Path(store_path), Path(out)
-    store, indices = open_source(store_path, out, include_failures, image_size, segment_subtasks)
-    lengths = [store.episode(i).length for i in indices]
-    ends = np.cumsum(lengths, dtype=np.int64)
-    N = int(ends[-1])
-    H, W = (image_size, image_size) if image_size else store.image_shape[:2]
-    workers = max(1, int(workers))
-    t0 = time.perf_counter()
-    with staged_path(out, overwrite, "a Diffusion Policy replay buffer from bomb-data", _is_ours,
-                     is_dir=True) as tmp, _drained_on_error():
-        root = zarr.open_group(tmp, mode="w", zarr_format=2)
-        data = root.require_group("data")
-        meta = root.require_group("meta")
-        for key in IMAGE_KEYS:
-            data.create_array(key, shape=(N, H, W, 3), chunks=(1, H, W, 3), dtype="uint8",
-                              compressors=_blosc(shuffle=False))
-        low = {}
-        for key, dim in (("state", 8), ("action", 7)):
-            rows = max(1, min(N, math.ceil(LOWDIM_CHUNK_BYTES / (4 * dim))))
-            low[key] = data.create_array(key, shape=(N, dim), chunks=(rows, dim), dtype="float32",
-                                         compressors=_blosc(shuffle=True))
-        if seq := carries_subtasks(store):  # a sequence: per-step subtask and task index (_sequence_layouts)
-            tasks = task_table(store, indices)
-            task_of = {t: n for n, t in enumerate(tasks)}
-            root.attrs["tasks"] = tasks
-            for key, dt in (("subtask_index", "int32"), ("task_index", "int64")):
-                low[key] = data.create_array(key, shape=(N,), chunks=(max(1, min(N, LOWDIM_CHUNK_BYTES // 8)),),
-                                             dtype=dt, compressors=_blosc(shuffle=True))
-        meta.create_array("episode_ends", shape=(len(ends),), dtype="int64", compressors=None)[:] = ends
-        root.attrs["bomb_data"] = {**provenance(store), "layout": LAYOUT,
-                                   "image_size": [H, W], "cameras": IMAGE_KEYS,
-                                   "state": "eef_pos(3, m) + eef_axis_angle(3, rad) + finger positions(2, m)",
-                                   "action": "canonical 7-D delta EEF, gripper -1 open / +1 closed"}
-        root.attrs["episodes"] = [store.episodes[i] for i in indices]
-        starts = [int(e - n) for e, n in zip(ends, lengths)]
-        # low-dim rows are buffered and written in blocks of at least one chunk (few partial-chunk rewrites)
-        buf: dict[str, list[np.ndarray]] = {k: [] for k in low}
-        flushed = 0
-        for r in ordered_map(_episode, list(zip(starts, indices)), workers, _init_worker,
-                             (store.handle, str(tmp), image_size)):
-            if seq:
-                r["task_index"] = np.array([task_of[t] for t in r.pop("texts")], dtype=np.int64)
-            for k in low:
-                buf[k].append(r[k])
-            done = r["start"] + r["length"]
-            rows = low["state"].chunks[0]
-            if done - flushed >= rows or done == N:
-                for k, arr in low.items():
-                    block = np.concatenate(buf[k], axis=0)
-                    arr[flushed:done] = block
-                    buf[k] = []
-                flushed = done
-            if progress is not None:
-                progress(r["length"])
-    dt = time.perf_counter() - t0
-    size = tree_bytes(out)
-    log.info("zarr replay buffer: %d episodes, %d frames -> %s (%.1f s)", len(indices), N, out, dt)
-    return {"format": "zarr", "layout": "diffusion_policy", "output": str(out), "episodes": len(indices),
-            "frames": N, "bytes": size, "bytes_per_frame": size / max(N, 1), "seconds": round(dt, 3),
-            "frames_per_second": N / dt if dt > 0 else None, "image_size": [H, W], "workers": workers}
+    return ZarrExporter(store_path, out, overwrite=overwrite, workers=max(1, int(workers)), progress=progress,
+                        image_size=image_size, include_failures=include_failures,
+                        segment_subtasks=segment_subtasks).run()

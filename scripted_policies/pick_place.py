@@ -22,7 +22,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bomb_data.config import ExpertConfig
-from bomb_data.sim.controller import MAX_DPOS_M, MAX_DROT_RAD, quat_error, quat_mul
+from bomb_data.rotations import quat_error, quat_mul
+from bomb_data.schema import MAX_DPOS_M, MAX_DROT_RAD
 
 GRASP_ABOVE_BOTTOM_M = 0.012  # grasp site height above the stone's bottom face
 RELEASE_GAP_M = 0.0005  # stone bottom above the board when the fingers open

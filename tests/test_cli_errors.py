@@ -86,7 +86,7 @@ def test_eval_never_writes_its_results_into_a_store(run_cli, tiny_store: Path, t
 @pytest.mark.parametrize("args, said", [
     (["export", "--format", "nope"], "Invalid value for '--format'"),
     (["generate", "--bogus"], "No such option '--bogus'"),
-    (["export", "--image-size", "100000"], "not in the range 8<=x<=2048"),
+    (["export", "--image-size", "100000"], "not in the range 1<=x<=2048"),
     (["grid", "show"], "Missing argument 'NAME'"),
     (["nocmd"], "No such command 'nocmd'"),
 ])

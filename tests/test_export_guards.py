@@ -177,8 +177,33 @@ def test_leftovers_of_a_killed_export_are_removed_by_the_next(tiny_store: Path, 
         (p / "big.bin").write_bytes(b"0" * 1000)
     running = tmp_path / f".{out.name}.partial-{os.getppid()}"  # a running process's export is left alone
     running.mkdir()
-    converters.get(fmt).export(tiny_store, out, **opts)
+    summary = converters.get(fmt).export(tiny_store, out, **opts)
     assert not any(p.exists() for p in left) and running.is_dir() and out.exists()
+    assert summary["image_size"] == list(EpisodeStore(tiny_store).image_shape[:2])  # [H, W] in every format
+
+
+@pytest.mark.parametrize(("fmt", "opts"), LAYOUTS, ids=IDS)
+@pytest.mark.parametrize("size", [0, -3, 2049, 16.0, True, "16"])
+def test_one_image_size_rule_for_every_format(tiny_store: Path, tmp_path: Path, fmt: str, opts: dict,
+                                              size: object) -> None:
+    out = tmp_path / "o"
+    with pytest.raises(ExportError, match=r"^image_size: expected an integer from 1 to 2048 .*found") as e:
+        converters.get(fmt).export(tiny_store, out, image_size=size, **opts)
+    assert "\n" not in str(e.value) and list(tmp_path.iterdir()) == []
+
+
+def test_small_sizes_work_where_the_encoding_allows(tiny_store: Path, tmp_path: Path) -> None:
+    # 1..7 used to be refused by the RLDS export alone; every format takes them now
+    s = converters.get("rlds").export(tiny_store, tmp_path / "r", image_size=3)
+    assert s["image_size"] == [3, 3] and not s["jpeg_pass_through"]
+    s = converters.get("lerobot").export(tiny_store, tmp_path / "l", image_size=3, video=False)
+    assert s["image_size"] == [3, 3]
+    # yuv420p video: even sides of at least 4, one line, nothing written
+    for size in (2, 3, 5):
+        with pytest.raises(ExportError, match=f"video frames need even sizes of at least 4 .*got {size}x{size}"):
+            converters.get("lerobot").export(tiny_store, tmp_path / "v", image_size=size, codec="h264")
+    assert not (tmp_path / "v").exists()
+    assert converters.get("lerobot").export(tiny_store, tmp_path / "v", image_size=4, codec="h264")["frames"] > 0
 
 
 def _sigint_disposition() -> int:

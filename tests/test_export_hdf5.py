@@ -14,9 +14,11 @@ import pytest
 from PIL import Image
 
 from bomb_data.errors import ExportError, StoreError
+from bomb_data.rotations import quat_wxyz_to_axis_angle
 from bomb_data.store import EpisodeStore
 from converters import hdf5
-from converters._hdf5_common import gripper_command01, gripper_open01, quat_to_axis_angle, resize_frames
+from converters._hdf5_common import gripper_command01, gripper_open01
+from converters.frames import resize_frames
 from tests.conftest import REPO, run_side
 
 LOWDIM_OBS = ("ee_pos", "ee_ori", "ee_states", "gripper_states", "joint_states")
@@ -24,7 +26,7 @@ LOWDIM_OBS = ("ee_pos", "ee_ori", "ee_states", "gripper_states", "joint_states")
 
 def expected_obs(ep) -> dict[str, np.ndarray]:
     pos = np.asarray(ep["eef_pos"], np.float32)
-    ori = quat_to_axis_angle(ep["eef_quat"])
+    ori = quat_wxyz_to_axis_angle(ep["eef_quat"])
     return {"ee_pos": pos, "ee_ori": ori, "ee_states": np.concatenate([pos, ori], 1),
             "gripper_states": ep["gripper_qpos"], "joint_states": ep["joint_pos"]}
 
@@ -49,7 +51,7 @@ def test_axis_angle_matches_quaternion():
     rng = np.random.default_rng(0)
     q = rng.standard_normal((200, 4))
     q /= np.linalg.norm(q, axis=1, keepdims=True)
-    aa = quat_to_axis_angle(q).astype(np.float64)
+    aa = quat_wxyz_to_axis_angle(q).astype(np.float64)
     angle = np.linalg.norm(aa, axis=1)
     # robosuite/LIBERO branch (bomb_data/rotations.py): angle 2 acos(w) in [0, 2 pi], no w >= 0 flip
     assert np.all(angle <= 2 * np.pi + 1e-5)
@@ -58,8 +60,8 @@ def test_axis_angle_matches_quaternion():
     axis = aa / np.maximum(angle, 1e-12)[:, None]
     back = np.concatenate([np.cos(angle / 2)[:, None], axis * np.sin(angle / 2)[:, None]], 1)
     assert np.allclose(np.abs(np.sum(back * q, axis=1)), 1.0, atol=1e-5)
-    assert np.allclose(quat_to_axis_angle(np.array([[1.0, 0, 0, 0]])), 0)
-    assert np.allclose(quat_to_axis_angle(np.array([[0.0, 1, 0, 0]])), [[np.pi, 0, 0]], atol=1e-6)
+    assert np.allclose(quat_wxyz_to_axis_angle(np.array([[1.0, 0, 0, 0]])), 0)
+    assert np.allclose(quat_wxyz_to_axis_angle(np.array([[0.0, 1, 0, 0]])), [[np.pi, 0, 0]], atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------- robomimic

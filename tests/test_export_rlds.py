@@ -24,9 +24,10 @@ import numpy as np
 import pytest
 
 from bomb_data.errors import ExportError, StoreError
+from bomb_data.rotations import quat_wxyz_to_axis_angle
 from bomb_data.store import EpisodeStore, StoreWriter
 from converters import rlds
-from converters._rlds_spec import plan_splits, quat_wxyz_to_axisangle_robosuite
+from converters._rlds_spec import plan_splits
 from tests.conftest import REPO, SIDE_ENVS, side_python
 
 CHECK = REPO / "tests" / "compat" / "check_rlds.py"
@@ -76,7 +77,7 @@ def test_quat_to_axisangle_matches_robosuite_formula_and_rotation():
     q = rng.standard_normal((200, 4))
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     q[:3] = [[1, 0, 0, 0], [-1, 0, 0, 0], [0, 1, 0, 0]]  # identity, its negative, a half turn
-    got = quat_wxyz_to_axisangle_robosuite(q.astype(np.float32))
+    got = quat_wxyz_to_axis_angle(q.astype(np.float32))
     assert got.dtype == np.float32 and got.shape == (200, 3)
     for qi, gi in zip(q.astype(np.float32).astype(np.float64), got):
         # robosuite's quat2axisangle, scalar form, on x-y-z-w
@@ -253,7 +254,7 @@ def _compare_dump(dump: dict, store: EpisodeStore, npz: Path, *, image_hw=None, 
             np.testing.assert_array_equal(np.asarray(rec["action"], np.float32), ep["action"][:, cols])
             state = np.asarray(rec["observation/state"], np.float32)
             np.testing.assert_array_equal(state[:, :3], ep["eef_pos"])
-            np.testing.assert_array_equal(state[:, 3:6], quat_wxyz_to_axisangle_robosuite(ep["eef_quat"]))
+            np.testing.assert_array_equal(state[:, 3:6], quat_wxyz_to_axis_angle(ep["eef_quat"]))
             np.testing.assert_array_equal(state[:, 6:], ep["gripper_qpos"])
             np.testing.assert_array_equal(np.asarray(rec["observation/joint_state"], np.float32), ep["joint_pos"])
             np.testing.assert_array_equal(np.asarray(rec["reward"], np.float32), ep["reward"])

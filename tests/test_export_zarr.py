@@ -10,9 +10,10 @@ import pytest
 import zarr
 
 from bomb_data.errors import ExportError, StoreError
+from bomb_data.rotations import quat_wxyz_to_axis_angle
 from bomb_data.store import EpisodeStore
 from converters import zarr_replay
-from converters._hdf5_common import quat_to_axis_angle, resize_frames
+from converters.frames import resize_frames
 
 
 @pytest.mark.parametrize("workers,size", [(1, None), (2, 24)])
@@ -42,7 +43,7 @@ def test_replay_buffer_matches_store(tiny_store: Path, tmp_path: Path, workers: 
         sl = slice(int(ends[e - 1]) if e else 0, int(ends[e]))
         assert meta[e] == ep.meta
         assert np.array_equal(data["action"][sl], ep["action"])
-        state = np.concatenate([ep["eef_pos"], quat_to_axis_angle(ep["eef_quat"]), ep["gripper_qpos"]], 1)
+        state = np.concatenate([ep["eef_pos"], quat_wxyz_to_axis_angle(ep["eef_quat"]), ep["gripper_qpos"]], 1)
         assert np.array_equal(data["state"][sl], state)
         assert np.array_equal(data["img"][sl], resize_frames(ep.images("agentview"), size))
         assert np.array_equal(data["wrist_img"][sl], resize_frames(ep.images("wrist"), size))

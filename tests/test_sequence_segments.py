@@ -197,6 +197,7 @@ def test_segments_of_a_failed_sequence(sequence_store):
         [(True, None, e0), (False, "missed_grasp", 40)]
     assert [s["placement_error_m"] for s in segs] == [None, 0.02]
     assert [s["segment"]["store_index"] for s in segs] == [7, 7] and segs[1]["segment"]["start"] == e0
-    for bad in ([e0, e0 + 40, e0 + 40], [e0 + 40, e0], [e0], [1, 2, 3, e0 + 40]):
+    too_many = [*range(1, len(m["subtasks"]) + 1), e0 + 40]  # one cut more than the episode has subtasks
+    for bad in ([e0, e0 + 40, e0 + 40], [e0 + 40, e0], [e0], too_many):
         with pytest.raises(StoreError, match="cannot be segmented"):
             segment_metas({**m, "subtask_ends": bad}, 7)

@@ -14,11 +14,12 @@ def _image_keys(text: str | None) -> dict[str, str] | None:
     if text is None:
         return None
     from ..errors import ConfigError
+    from ..schema import CAMERAS
 
     out = {}
     for part in text.split(","):
         cam, sep, key = part.partition("=")
-        if not sep or cam.strip() not in ("agentview", "wrist") or not key.strip():
+        if not sep or cam.strip() not in CAMERAS or not key.strip():
             raise ConfigError(f"--image-keys: expected CAMERA=KEY[,CAMERA=KEY] with cameras agentview/wrist, "
                               f"given {text!r}")
         out[cam.strip()] = key.strip()

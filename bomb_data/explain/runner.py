@@ -45,6 +45,7 @@ from ..evaluate.protocol import EpisodeStart, PolicyFailure, policy_seed
 from ..evaluate.results import ResultsWriter, key_change, read_results, read_run_record, write_atomic
 from ..evaluate.video import safe_name
 from ..perturb.language import SPAN_NAMES
+from ..schema import CAMERAS
 from .interventions import (
     OCCLUDERS,
     TEXT_MODES,
@@ -117,7 +118,7 @@ class ExplainSettings:
             if m not in TEXT_MODES_ALL:
                 raise ConfigError(f"--text-modes: expected among {', '.join(TEXT_MODES_ALL)}, given {m!r}")
         for c in self.cameras or ():
-            if c not in ("agentview", "wrist"):
+            if c not in CAMERAS:
                 raise ConfigError(f"--cameras: expected agentview and/or wrist, given {c!r}")
         if any(s < 0 for s in self.steps) or self.every < 0 or self.counterfactuals < 0:
             raise ConfigError("--steps/--every/--counterfactuals: expected non-negative numbers")
@@ -447,7 +448,7 @@ def explain(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", c
                                            seed=seed, store=store, episodes=episodes)
     h, w = cfg.sim.image_height, cfg.sim.image_width
     patch_grid(h, w, s.patch, s.stride)  # k larger than the image: one line, before anything runs
-    cameras = list(s.cameras or [c for c in ("agentview", "wrist") if c in acfg.image_keys])
+    cameras = list(s.cameras or [c for c in CAMERAS if c in acfg.image_keys])
     pol = make_policy(spec, cfg, unnorm_key=unnorm_key, timeout_s=timeout_s, retries=retries)
     try:
         scorer = Scorer(pol, s.score, s.repeats, s.batch_size)  # --score white without score(): one line

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
-CAMERA_CHOICE = click.Choice(["agentview", "wrist"])
+from ..schema import CAMERAS
+
+CAMERA_CHOICE = click.Choice(list(CAMERAS))
 
 
 @click.command("masks")
@@ -27,7 +29,7 @@ def masks(store: Path, out: Path, episodes: str | None, cameras: tuple[str, ...]
     s = EpisodeStore(store)
     s.require_nonempty()
     eps = parse_selection(episodes, len(s), "--episodes")
-    res = write_masks(s, out, eps, cameras=cameras or ("agentview", "wrist"), every=every, amodal=amodal)
+    res = write_masks(s, out, eps, cameras=cameras or CAMERAS, every=every, amodal=amodal)
     click.echo(json.dumps(res, indent=2))
 
 

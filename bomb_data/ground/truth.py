@@ -33,6 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import ConfigError, StoreError
+from ..schema import CAMERAS
 from .metrics import Box, mask_box
 
 log = logging.getLogger(__name__)
@@ -273,7 +274,7 @@ def parse_selection(spec: str | None, n: int, what: str) -> list[int]:
 
 
 def store_truth(store: Any, episodes: Iterable[int] | None = None, steps: dict[int, Iterable[int]] | None = None,
-                cameras: Iterable[str] = ("agentview", "wrist"), every: int = 1, amodal: bool = True,
+                cameras: Iterable[str] = CAMERAS, every: int = 1, amodal: bool = True,
                 check: bool = True) -> Iterator[tuple[int, int, str, dict[str, ObjectTruth]]]:
     """Ground truth of a store's frames, recomputed from the recorded states.
 

@@ -156,11 +156,11 @@ def preview_cmd(name: str, out: Path, size: int, cols: int, seed: int, config_pa
                 palette: bool) -> None:
     """Contact sheet of grid NAME: one agentview picture per cell (= per axis level), labelled."""
     from ..config import load_config
-    from .sheet import grid_sheet
+    from ..preview import grid_preview
 
     try:
         cfg = load_config(config_path, overrides={"sim": {"image_height": size, "image_width": size}})
-        path = grid_sheet(name, out, cfg, seed=seed, cols=cols, palette=palette)
+        path = grid_preview(name, out, cfg, seed=seed, cols=cols, palette=palette)
     except BombDataError as exc:
         _fail(exc)
     click.echo(str(path))

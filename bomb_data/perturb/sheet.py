@@ -1,43 +1,39 @@
-"""Contact sheet of a grid: one rendered agentview picture per cell, labelled, for people.
+"""Contact sheet of a grid: one agentview picture per cell, labelled, for people.
 
-This is the one part of ``bomb_data.perturb`` that renders: it imports the environment (and so
-mujoco) inside ``grid_sheet`` only.
+Nothing here renders or imports the environment: the caller passes ``render(cell, seed)``, which
+returns the cell's picture and instruction (``bomb_data.preview.grid_preview`` renders with the
+environment), so ``bomb_data.perturb`` stays below the environment like the rest of the package.
 """
 
 from __future__ import annotations
 
 import logging
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
-from ..config import BombConfig
+from ..pictures import contact_sheet
 from .grid import Cell, Grid, load_grid
 
 log = logging.getLogger(__name__)
 
 
-def render_cells(grid: Grid, cfg: BombConfig, seed: int = 0,
+#: ``render(cell, seed)`` -> (the cell's agentview picture (H, W, 3) uint8, its instruction), e.g. an
+#: environment reset with the cell's parameters and that episode seed.
+Render = Callable[[Cell, int], tuple[NDArray[np.uint8], str]]
+
+
+def render_cells(grid: Grid, render: Render, seed: int = 0,
                  cells: list[Cell] | None = None) -> list[tuple[Cell, NDArray[np.uint8], str]]:
-    """Reset the environment once per cell with the same episode seed; (cell, agentview, instruction)."""
-    from ..env import GoPlaceEnv
-
-    if grid.task == "sequence":  # its cells' params carry the sequence
-        from ..sequence.env import GoSequenceEnv
-
-        env: GoPlaceEnv = GoSequenceEnv(cfg)
-    else:
-        env = GoPlaceEnv(cfg)
+    """``render`` every cell with the same episode seed; (cell, agentview, instruction) per cell."""
     out = []
-    try:
-        for cell in cells if cells is not None else grid.cells():
-            obs, info = env.reset(seed=seed, options={"params": cell.params})
-            out.append((cell, obs["agentview"], info["instruction"]))
-    finally:
-        env.close()
+    for cell in cells if cells is not None else grid.cells():
+        img, instruction = render(cell, seed)
+        out.append((cell, img, instruction))
     return out
 
 
@@ -61,41 +57,33 @@ def _changed_fields(cell: Cell) -> list[str]:
     return list(changes(cell.params))
 
 
-def contact_sheet(items: list[tuple[Cell, NDArray[np.uint8], str]], cols: int = 8) -> Image.Image:
-    """Tile the pictures with a caption strip (axis, level, and the instruction for language levels)."""
-    h, w = items[0][1].shape[:2]
-    font = ImageFont.load_default()
+def grid_contact_sheet(items: list[tuple[Cell, NDArray[np.uint8], str]], cols: int = 8) -> Image.Image:
+    """Tile the pictures with a caption strip (axis, level, and the instruction for language levels;
+    held-out cells in red)."""
+    w = items[0][1].shape[1]
     line_h = 11
     chars = max(10, w // 6)
     captions = [_caption(c, text, chars) for c, _, text in items]
-    cap_h = line_h * max(len(c) for c in captions) + 4
-    rows = (len(items) + cols - 1) // cols
-    sheet = Image.new("RGB", (cols * w, rows * (h + cap_h)), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
-    for i, ((cell, img, _), cap) in enumerate(zip(items, captions)):
-        x, y = (i % cols) * w, (i // cols) * (h + cap_h)
-        sheet.paste(Image.fromarray(img), (x, y))
-        for j, line in enumerate(cap):
-            draw.text((x + 3, y + h + 2 + j * line_h), line, fill=(160, 0, 0) if cell.heldout else (0, 0, 0),
-                      font=font)
-    return sheet
+    return contact_sheet([img for _, img, _ in items], captions, cols, strip=line_h * max(len(c) for c in captions) + 4,
+                         line_height=line_h, chars=chars,
+                         colors=[(160, 0, 0) if c.heldout else (0, 0, 0) for c, _, _ in items])
 
 
-def grid_sheet(grid: str | Path | Grid, out: Path, cfg: BombConfig, seed: int = 0, cols: int = 8,
-               palette: bool = False) -> Path:
+def grid_sheet(grid: str | Path | Grid, out: Path, render: Render, seed: int = 0, cols: int = 8,
+                palette: bool = False) -> Path:
     """Render every cell of ``grid`` and write the labelled contact sheet as PNG at ``out``.
 
     Args:
         grid: grid name, path or ``Grid``.
         out: PNG path (parent directories are made).
-        cfg: configuration (its image size is the picture size).
+        render: ``render(cell, seed)`` -> (picture, instruction) (:data:`Render`).
         seed: episode seed shared by all pictures, so cells differ only by their perturbation.
         cols: pictures per row.
         palette: store as 256-colour PNG (about 3x smaller; for documentation).
     """
     g = load_grid(grid)
-    items = render_cells(g, cfg, seed)
-    sheet = contact_sheet(items, cols)
+    items = render_cells(g, render, seed)
+    sheet = grid_contact_sheet(items, cols)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if palette:

@@ -15,42 +15,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import _gl  # noqa: F401
+from ..rotations import axis_angle_to_quat, quat_error, quat_mul  # noqa: F401  (quat_mul, quat_error: public there)
+from ..schema import MAX_DPOS_M, MAX_DROT_RAD  # noqa: F401  (the action bounds, importable from here too)
 from .panda import HOME_QPOS, N_ARM_JOINTS, POSTURE_QPOS
-
-MAX_DPOS_M = 0.05  # per control step
-MAX_DROT_RAD = 0.5
-
-
-def quat_mul(a: NDArray, b: NDArray) -> NDArray:
-    out = np.zeros(4)
-    mujoco.mju_mulQuat(out, np.asarray(a, float), np.asarray(b, float))
-    return out
-
-
-def axis_angle_to_quat(v: NDArray) -> NDArray:
-    out = np.zeros(4)
-    ang = float(np.linalg.norm(v))
-    if ang < 1e-12:
-        return np.array([1.0, 0, 0, 0])
-    mujoco.mju_axisAngle2Quat(out, np.asarray(v, float) / ang, ang)
-    return out
-
-
-def quat_to_axis_angle(q: NDArray) -> NDArray:
-    """Rotation vector (axis * angle, angle in [0, pi]) of a unit quaternion w-x-y-z."""
-    q = np.asarray(q, float)
-    q = q / np.linalg.norm(q)
-    if q[0] < 0:
-        q = -q
-    v = np.zeros(3)
-    mujoco.mju_quat2Vel(v, q, 1.0)
-    return v
-
-
-def quat_error(target: NDArray, current: NDArray) -> NDArray:
-    """Axis-angle rotation taking ``current`` to ``target`` (world frame)."""
-    qc = np.array([current[0], -current[1], -current[2], -current[3]])
-    return quat_to_axis_angle(quat_mul(target, qc))
 
 
 class DeltaEEFController:
