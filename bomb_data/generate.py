@@ -22,28 +22,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ._cpus import default_workers
 from ._fault import fault_point
 from .config import BombConfig
 from .errors import ConfigError, StoreError
 from .provenance import store_config_hash, versions
 from .runtime import check_dashboard, check_scheduler, dask_client, task_result, worker_env
+from .seeds import episode_seed, split_of
 from .store.format import atomic_write_text
 from .store.record import read_shard, write_shard
 from .store.writer import StoreWriter
 
 log = logging.getLogger(__name__)
 EXHAUSTED_FILE = "meta/exhausted.json"
-
-
-def split_of(root_seed: int, k: int, heldout: bool, val_fraction: float) -> str:
-    """Deterministic split of episode k: ``heldout`` for held-out cells, else train/val by a hash."""
-    if heldout:
-        return "heldout"
-    u = np.random.SeedSequence([root_seed, k, 0x5B1]).generate_state(1)[0] / 2**32
-    return "val" if u < val_fraction else "train"
 
 
 #: A run in which this many attempts failed and none succeeded stops with an error instead of
@@ -89,15 +80,16 @@ def shard_name(k: int, attempt: int) -> str:
     return f"ep{k:07d}-a{attempt:02d}.npz"
 
 
-def run_episode(k: int, cfg: BombConfig, grid: Any, shard_dir: str, root_seed: int,
+def run_episode(k: int, cfg: BombConfig, grid: Any, shard_dir: str | None, root_seed: int,
                 in_memory: bool = False) -> dict[str, Any]:
     """Worker task: attempts of episode k until success; writes kept attempts as shards.
 
     Returns a small summary (no arrays): index, attempts, shard names, success, steps, seconds.
     With ``in_memory`` (the in-process single-worker path) kept records are returned under
-    ``records`` instead of being written as shards: the client commits them at once.
+    ``records`` instead of being written as shards: the client commits them at once. With
+    ``shard_dir`` None (``in_memory`` only: the preview), no shard of an earlier run is reused.
     """
-    from .rollout import episode_seed, rollout_expert
+    from .rollout import rollout_expert
 
     t0 = time.perf_counter()
     cell, params = grid.episode_params(root_seed, k)
@@ -106,9 +98,9 @@ def run_episode(k: int, cfg: BombConfig, grid: Any, shard_dir: str, root_seed: i
                            "reasons": [], "pid": os.getpid()}
     env = None
     for attempt in range(gen.max_attempts):
-        shard = Path(shard_dir) / shard_name(k, attempt)
+        shard = Path(shard_dir or ".") / shard_name(k, attempt)
         rec = None
-        if shard.exists():  # left by an interrupted run: reuse it if it is whole
+        if shard_dir is not None and shard.exists():  # left by an interrupted run: reuse it if it is whole
             try:
                 rec = read_shard(shard)
             except ValueError as exc:

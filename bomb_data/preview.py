@@ -1,14 +1,19 @@
-"""Pictures for people: a contact sheet of reset scenes and a video of one expert episode."""
+"""Pictures for people: a contact sheet of reset scenes and a video of one expert episode (as
+``generate`` makes them), and the one MP4 writer (also used for evaluation videos)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw
 
 from .config import BombConfig
+
+if TYPE_CHECKING:
+    from .store.record import EpisodeRecord
 
 
 def contact_sheet(images: list[NDArray[np.uint8]], labels: list[str], cols: int = 4) -> Image.Image:
@@ -48,40 +53,43 @@ def write_video(frames: list[NDArray[np.uint8]], path: Path, fps: float) -> None
     os.replace(tmp, path)
 
 
-def write_preview(cfg: BombConfig, out: Path, grid: str = "nominal", n: int = 8, seed: int = 0) -> list[Path]:
-    """Contact sheet of ``n`` reset scenes (agentview and wrist) and an MP4/GIF of one expert episode."""
-    from scripted_policies import PickPlaceExpert
-
-    from .env import GoPlaceEnv
+def preview_episode(cfg: BombConfig, grid: str = "nominal", seed: int = 0, k: int = 0) -> EpisodeRecord:
+    """Episode ``k`` as ``bomb-data generate --seed SEED --grid GRID`` makes it with ``cfg``: the same
+    task function (``generate.run_episode``: parameters, attempt seeds, the expert's generators,
+    retries), run in this process and kept in memory. Returns its successful attempt, or its last
+    attempt when none of ``generate.max_attempts`` succeeded."""
+    from .generate import run_episode
     from .perturb.grid import load_grid
-    from .rollout import episode_seed
+
+    keep_all = cfg.model_copy(update={"generate": cfg.generate.model_copy(update={"keep_failures": True})})
+    return run_episode(k, keep_all, load_grid(grid), None, seed, in_memory=True)["records"][-1]
+
+
+def write_preview(cfg: BombConfig, out: Path, grid: str = "nominal", n: int = 8, seed: int = 0) -> list[Path]:
+    """Contact sheet of the reset scenes of episodes 0..n-1 (agentview and wrist) and an MP4/GIF of
+    episode 0, all as ``generate`` with the same seed and grid makes them (the episode's frames are the
+    pictures its store holds)."""
+    from .perturb.grid import load_grid
+    from .runtime import worker_env
+    from .seeds import episode_seed
+    from .store.images import decode_jpeg
 
     g = load_grid(grid)
     out.mkdir(parents=True, exist_ok=True)
-    env = GoPlaceEnv(cfg)
+    env = worker_env(cfg)
     imgs, labels = [], []
-    try:
-        for k in range(n):
-            cell, params = g.episode_params(seed, k)
-            obs, info = env.reset(seed=episode_seed(seed, k, 0), options={"params": params})
-            imgs += [obs["agentview"], obs["wrist"]]
-            labels += [f"{k}: {cell.id} {info['target']}", "wrist"]
-        sheet = out / "scenes.png"
-        contact_sheet(imgs, labels).save(sheet)
-        cell, params = g.episode_params(seed, 0)
-        obs, info = env.reset(seed=episode_seed(seed, 0, 0), options={"params": params})
-        ex = PickPlaceExpert(cfg.expert, cfg.sim.control_hz)
-        ex.reset(info, np.random.default_rng(seed))
-        frames = [np.concatenate([obs["agentview"], obs["wrist"]], 1)]
-        done = False
-        while not done:
-            obs, _, term, trunc, info = env.step(ex.act(obs, info))
-            frames.append(np.concatenate([obs["agentview"], obs["wrist"]], 1))
-            done = term or trunc
-        mp4, gif = out / "episode.mp4", out / "episode.gif"
-        write_video(frames, mp4, cfg.sim.control_hz)
-        pil = [Image.fromarray(f) for f in frames[::2]]
-        pil[0].save(gif, save_all=True, append_images=pil[1:], duration=int(2000 / cfg.sim.control_hz), loop=0)
-    finally:
-        env.close()
+    for k in range(n):
+        cell, params = g.episode_params(seed, k)
+        obs, info = env.reset(seed=episode_seed(seed, k, 0), options={"params": params})
+        imgs += [obs["agentview"], obs["wrist"]]
+        labels += [f"{k}: {cell.id} {info['target']}", "wrist"]
+    sheet = out / "scenes.png"
+    contact_sheet(imgs, labels).save(sheet)
+    rec = preview_episode(cfg, grid, seed, 0)
+    frames = [np.concatenate([decode_jpeg(a), decode_jpeg(w)], 1)
+              for a, w in zip(rec.jpeg["agentview"], rec.jpeg["wrist"])]
+    mp4, gif = out / "episode.mp4", out / "episode.gif"
+    write_video(frames, mp4, cfg.sim.control_hz)
+    pil = [Image.fromarray(f) for f in frames[::2]]
+    pil[0].save(gif, save_all=True, append_images=pil[1:], duration=int(2000 / cfg.sim.control_hz), loop=0)
     return [sheet, mp4, gif]
