@@ -17,6 +17,11 @@ derivation (inputs)             salt          used by
 ``policy_seed(episode seed)``   BLAKE2b       eval: the seed a policy is told (``EpisodeStart.seed``),
                                 person        one-way
 ``random_policy_rng(pseed)``    0xA11         the ``random`` eval policy's actions
+``counterfactual_rng(eseed)``   0xCF          ``explain``: an episode's counterfactual targets
+``occluder_rng(eseed, t)``      0x0CC         ``explain``: the random occluders of frame t
+``probe_split_u(root, sseed)``  0x9B0         ``probe``: test/val/train split of a scene
+``probe_scene_rng(root, ss)``   0x9B1         ``probe``: a scene's question choices
+``probe_fit_rng(root)``         0x9B2         ``probe``: the control fits (random features, shuffled labels)
 ==============================  ============  ==========================================================
 
 ``episode_seed``, ``eval_seed``: ``SeedSequence([...]).generate_state(1, uint64)[0] >> 1`` (63 bits).
@@ -133,3 +138,29 @@ RANDOM_POLICY_SALT = 0xA11
 def random_policy_rng(policy_seed: int) -> np.random.Generator:
     """The ``random`` evaluation policy's generator for an episode (from the seed it is told)."""
     return np.random.default_rng([policy_seed, RANDOM_POLICY_SALT])
+
+
+# ------------------------------------------------------------------------ analysis (explain, ground)
+def counterfactual_rng(episode_seed: int) -> np.random.Generator:
+    """``explain``: the generator of an episode's counterfactual targets."""
+    return np.random.default_rng([int(episode_seed), 0xCF])
+
+
+def occluder_rng(episode_seed: int, step: int) -> np.random.Generator:
+    """``explain``: the generator of the random occluders of an episode's frame ``step``."""
+    return np.random.default_rng([episode_seed, step, 0x0CC])
+
+
+def probe_split_u(root_seed: int, scene_seed: int) -> float:
+    """``probe``: a scene's uniform draw in [0, 1) that puts it in test, val or train."""
+    return float(np.random.SeedSequence([int(root_seed), int(scene_seed), 0x9B0]).generate_state(1)[0] / 2**32)
+
+
+def probe_scene_rng(root_seed: int, scene_seed: int) -> np.random.Generator:
+    """``probe``: the generator of a scene's question choices."""
+    return np.random.default_rng(np.random.SeedSequence([root_seed, scene_seed, 0x9B1]))
+
+
+def probe_fit_rng(root_seed: int) -> np.random.Generator:
+    """``probe``: the generator of the control fits (random features, shuffled labels)."""
+    return np.random.default_rng(np.random.SeedSequence([int(root_seed), 0x9B2]))

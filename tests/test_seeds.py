@@ -36,6 +36,13 @@ def test_each_derivation_is_its_documented_formula():
         plan, noise = seeds.expert_rngs(root)
         want = [np.random.default_rng(s) for s in np.random.SeedSequence([root, 1]).spawn(2)]
         assert plan.uniform() == want[0].uniform() and noise.normal() == want[1].normal()
+        for got, want in [(seeds.counterfactual_rng(root), np.random.default_rng([root, 0xCF])),
+                          (seeds.occluder_rng(root, k), np.random.default_rng([root, k, 0x0CC])),
+                          (seeds.probe_scene_rng(root, k),
+                           np.random.default_rng(np.random.SeedSequence([root, k, 0x9B1]))),
+                          (seeds.probe_fit_rng(root), np.random.default_rng(np.random.SeedSequence([root, 0x9B2])))]:
+            assert got.uniform() == want.uniform()
+        assert seeds.probe_split_u(root, k) == np.random.SeedSequence([root, k, 0x9B0]).generate_state(1)[0] / 2**32
     env_rng = np.random.default_rng(3)
     gens = seeds.episode_generators(env_rng)
     ss = np.random.SeedSequence(int(np.random.default_rng(3).integers(0, 2**63 - 1)))
@@ -51,7 +58,8 @@ def test_streams_do_not_coincide():
 
 def test_generation_and_evaluation_derive_no_seed_of_their_own():
     mods = ["generate.py", "rollout.py", "env.py", "preview.py", "perturb/grid.py", "sequence/env.py",
-            "sequence/rollout.py", *[f"evaluate/{p.name}" for p in (REPO / "bomb_data" / "evaluate").glob("*.py")]]
+            "sequence/rollout.py", "explain/runner.py", "ground/probe.py", "ground/features.py",
+            *[f"evaluate/{p.name}" for p in (REPO / "bomb_data" / "evaluate").glob("*.py")]]
     for m in mods:
         text = (REPO / "bomb_data" / m).read_text()
         bad = re.findall(r"np\.random\.SeedSequence\(|default_rng\(\[|crc32\(.*\bseed|blake2b\(", text)
