@@ -22,7 +22,7 @@ import logging
 import math
 import os
 import string
-from typing import Any, NamedTuple
+from typing import Any
 
 import gymnasium as gym
 import mujoco
@@ -38,6 +38,7 @@ from .perturb.image import perturb_frame
 from .perturb.language import write_instruction_spans
 from .rotations import state8
 from .schema import CAMERAS, ENV_ID, MAX_DPOS_M, MAX_DROT_RAD  # (CAMERAS, ENV_ID are importable from here too)
+from .seeds import EpisodeGenerators, episode_generators  # noqa: F401  (importable from here as before)
 from .sim.controller import DeltaEEFController
 from .sim.panda import HOME_QPOS
 from .sim.scene import (
@@ -56,24 +57,6 @@ from .task import SuccessChecker, draw_board
 log = logging.getLogger(__name__)
 SETTLE_S = 0.3
 _GL_LOGGED = False
-
-
-class EpisodeGenerators(NamedTuple):
-    """One generator per random quantity of an episode (the order of ``SeedSequence.spawn``)."""
-
-    target: np.random.Generator
-    layout: np.random.Generator
-    colors: np.random.Generator
-    scene: np.random.Generator
-    robot: np.random.Generator
-    language: np.random.Generator
-    image: np.random.Generator
-
-
-def episode_generators(np_random: np.random.Generator) -> EpisodeGenerators:
-    """The episode's generators, from one draw of the env's seeded ``np_random``."""
-    ss = np.random.SeedSequence(int(np_random.integers(0, 2**63 - 1)))
-    return EpisodeGenerators(*(np.random.default_rng(s) for s in ss.spawn(7)))
 
 
 def register_envs() -> None:

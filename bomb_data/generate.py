@@ -22,8 +22,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ._cpus import default_workers
 from ._fault import fault_point
 from .config import BombConfig
@@ -31,20 +29,13 @@ from .errors import ConfigError, StoreError
 from .provenance import store_config_hash, versions
 from .runtime import check_dashboard, check_scheduler, dask_client, task_result, worker_env
 from .schema import CAMERAS
+from .seeds import episode_seed, split_of
 from .store.format import atomic_write_text
 from .store.record import read_shard, write_shard
 from .store.writer import StoreWriter
 
 log = logging.getLogger(__name__)
 EXHAUSTED_FILE = "meta/exhausted.json"
-
-
-def split_of(root_seed: int, k: int, heldout: bool, val_fraction: float) -> str:
-    """Deterministic split of episode k: ``heldout`` for held-out cells, else train/val by a hash."""
-    if heldout:
-        return "heldout"
-    u = np.random.SeedSequence([root_seed, k, 0x5B1]).generate_state(1)[0] / 2**32
-    return "val" if u < val_fraction else "train"
 
 
 #: A run in which this many attempts failed and none succeeded stops with an error instead of
@@ -72,15 +63,16 @@ def shard_name(k: int, attempt: int) -> str:
     return f"ep{k:07d}-a{attempt:02d}.npz"
 
 
-def run_episode(k: int, cfg: BombConfig, grid: Any, shard_dir: str, root_seed: int,
+def run_episode(k: int, cfg: BombConfig, grid: Any, shard_dir: str | None, root_seed: int,
                 in_memory: bool = False) -> dict[str, Any]:
     """Worker task: attempts of episode k until success; writes kept attempts as shards.
 
     Returns a small summary (no arrays): index, attempts, shard names, success, steps, seconds.
     With ``in_memory`` (the in-process single-worker path) kept records are returned under
-    ``records`` instead of being written as shards: the client commits them at once.
+    ``records`` instead of being written as shards: the client commits them at once. With
+    ``shard_dir`` None (``in_memory`` only: the preview), no shard of an earlier run is reused.
     """
-    from .rollout import episode_seed, rollout_expert
+    from .rollout import rollout_expert
 
     t0 = time.perf_counter()
     cell, params = grid.episode_params(root_seed, k)
@@ -89,9 +81,9 @@ def run_episode(k: int, cfg: BombConfig, grid: Any, shard_dir: str, root_seed: i
                            "reasons": [], "pid": os.getpid()}
     env = None
     for attempt in range(gen.max_attempts):
-        shard = Path(shard_dir) / shard_name(k, attempt)
+        shard = Path(shard_dir or ".") / shard_name(k, attempt)
         rec = None
-        if shard.exists():  # left by an interrupted run: reuse it if it is whole
+        if shard_dir is not None and shard.exists():  # left by an interrupted run: reuse it if it is whole
             try:
                 rec = read_shard(shard)
             except ValueError as exc:
@@ -205,89 +197,114 @@ def generate(cfg: BombConfig, out: Path, *, workers: int | None = None, schedule
         writer.close()
 
 
+class InOrderCommitter:
+    """Issues episode indices and commits finished episodes to the store in the order they were issued.
+
+    Episodes are issued lazily in increasing k, skipping those the store already holds and those that
+    exhausted their attempts in an earlier run (``meta/exhausted.json``); the caller runs at most a
+    window of them at a time, so memory does not grow with --n. ``to_issue`` counts the episodes still
+    to start: each one that exhausts its attempts adds one (another index replaces it). A finished
+    episode waits until every episode issued before it is committed; then its kept attempts are
+    appended (any already committed by a killed run are skipped) and its shards removed.
+    """
+
+    def __init__(self, writer: StoreWriter, needed: int, done: set[int],
+                 progress: Callable[[Progress], None] | None = None):
+        self.writer, self.needed, self.progress = writer, needed, progress
+        self.done = done
+        self._committed = writer.committed_keys  # (episode_index, attempt) in the store
+        self.shard_dir = writer.shard_dir
+        self.exhausted_path = writer.root / EXHAUSTED_FILE
+        p = self.exhausted_path
+        self.exhausted: set[int] = set(json.loads(p.read_text())) if p.exists() else set()
+        self.to_issue = needed
+        self._next_k = 0
+        self._order: deque[int] = deque()  # issued, not yet committed, in issue order
+        self._finished: dict[int, dict[str, Any]] = {}  # task results waiting for an earlier episode
+        self.attempts = self.successes = self.steps = self.successful_attempts = 0
+        self.failed_reasons: Counter[str] = Counter()  # of the episodes that exhausted their attempts in this run
+        self.peak_rss: dict[int, int] = {}  # per worker process
+
+    def issue(self) -> int:
+        """The next episode index to run."""
+        while self._next_k in self.done or self._next_k in self.exhausted:
+            self._next_k += 1
+        k = self._next_k
+        self._next_k += 1
+        self.to_issue -= 1
+        self._order.append(k)
+        return k
+
+    def finished(self, r: dict[str, Any]) -> None:
+        """Take episode ``r["k"]``'s task result (``run_episode``): count it, replace it if it exhausted
+        its attempts, commit every episode now next in issue order, report progress.
+
+        Raises:
+            ConfigError: no attempt has succeeded and ``GIVE_UP_AFTER_FAILED_ATTEMPTS`` have failed.
+        """
+        self.attempts += r["attempts"]
+        self.successful_attempts += bool(r["success"])
+        self.steps += r["steps"]
+        self.peak_rss[r["pid"]] = max(self.peak_rss.get(r["pid"], 0), r["peak_rss_bytes"])
+        self._finished[r["k"]] = r
+        if not r["success"]:
+            self._exhausted(r)
+        while self._order and self._order[0] in self._finished:
+            self._commit(self._finished.pop(self._order.popleft()))
+        if self.progress is not None:
+            self.progress(Progress(needed=self.needed, attempts=self.attempts, successes=self.successes,
+                                   steps=self.steps, successful_attempts=self.successful_attempts))
+
+    def _exhausted(self, r: dict[str, Any]) -> None:
+        log.warning("episode %d: no success in %d attempts (%s); replacing it with another episode",
+                    r["k"], r["attempts"], ", ".join(map(str, r["reasons"])))
+        self.exhausted.add(r["k"])
+        atomic_write_text(self.exhausted_path, json.dumps(sorted(self.exhausted)))
+        self.failed_reasons.update(map(str, r["reasons"]))
+        if not self.successful_attempts and sum(self.failed_reasons.values()) >= GIVE_UP_AFTER_FAILED_ATTEMPTS:
+            # nothing has succeeded at all: replacing episodes forever would never finish
+            top = ", ".join(f"{k} x{v}" for k, v in self.failed_reasons.most_common(3))
+            raise ConfigError(f"no episode succeeded in {self.attempts} attempts ({top}): this configuration "
+                              "cannot make demonstrations (e.g. sim.max_steps too small); episodes already "
+                              "stored are kept")
+        self.to_issue += 1
+
+    def _commit(self, r: dict[str, Any]) -> None:
+        committed = self._committed
+        for rec in [*r["records"], *(read_shard(self.shard_dir / name) for name in r["shards"])]:
+            key = (rec.meta["episode_index"], rec.meta["attempt"])
+            if key not in committed:
+                self.writer.append(rec)
+                committed.add(key)
+        fault_point("committed")  # before the shards are removed
+        # (the in-process path may have reused shards a killed run with worker processes left)
+        reused = {shard_name(x.meta["episode_index"], x.meta["attempt"]) for x in r["records"]}
+        for name in {*r["shards"], *reused}:
+            (self.shard_dir / name).unlink(missing_ok=True)
+        if r["success"]:
+            self.successes += 1
+
+
 def _run(cfg: BombConfig, grid: Any, writer: StoreWriter, workers: int, scheduler: str | None,
          progress: Callable[[Progress], None] | None, t0: float, dashboard: str | None = None) -> dict[str, Any]:
     from dask.distributed import as_completed
 
     gen = cfg.generate
-    root = writer.root
-    committed = writer.committed_keys
     done = {e["episode_index"] for e in writer.episodes if e["success"]}
-    ex_path = root / EXHAUSTED_FILE
-    exhausted: set[int] = set(json.loads(ex_path.read_text())) if ex_path.exists() else set()
     needed = gen.n - len(done)
     if needed <= 0:
-        log.info("store %s already holds %d successful episodes", root, len(done))
+        log.info("store %s already holds %d successful episodes", writer.root, len(done))
         return _summary(writer, 0, 0, 0, t0)
     _check_room(writer, needed)
     shard_dir = writer.shard_dir
     shard_dir.mkdir(exist_ok=True)
     for stale in shard_dir.glob(".*.tmp-*"):  # partial shard writes of a killed run
         stale.unlink(missing_ok=True)
-    attempts = successes = steps = successful_attempts = 0
-    failed_reasons: Counter[str] = Counter()  # of the episodes that exhausted their attempts in this run
-    peak_rss: dict[int, int] = {}
-    results: dict[int, dict[str, Any]] = {}
-    # Episodes are issued lazily in increasing k (skipping committed and exhausted ones), at most
-    # ``window`` at a time, and committed in the order issued: memory does not grow with --n.
-    # ``to_issue`` counts the episodes still to start: each one that exhausts its attempts adds one.
-    order: deque[int] = deque()  # issued, not yet committed, in issue order
-    to_issue = needed
-    next_k = 0
-
-    def issue() -> int:
-        nonlocal to_issue, next_k
-        while next_k in done or next_k in exhausted:
-            next_k += 1
-        k = next_k
-        next_k += 1
-        to_issue -= 1
-        order.append(k)
-        return k
-
-    def handle(r: dict[str, Any]) -> None:
-        nonlocal attempts, successes, steps, successful_attempts, to_issue
-        attempts += r["attempts"]
-        successful_attempts += bool(r["success"])
-        steps += r["steps"]
-        peak_rss[r["pid"]] = max(peak_rss.get(r["pid"], 0), r["peak_rss_bytes"])
-        results[r["k"]] = r
-        if not r["success"]:
-            log.warning("episode %d: no success in %d attempts (%s); replacing it with another episode",
-                        r["k"], r["attempts"], ", ".join(map(str, r["reasons"])))
-            exhausted.add(r["k"])
-            atomic_write_text(ex_path, json.dumps(sorted(exhausted)))
-            failed_reasons.update(map(str, r["reasons"]))
-            if not successful_attempts and sum(failed_reasons.values()) >= GIVE_UP_AFTER_FAILED_ATTEMPTS:
-                # nothing has succeeded at all: replacing episodes forever would never finish
-                top = ", ".join(f"{k} x{v}" for k, v in failed_reasons.most_common(3))
-                raise ConfigError(f"no episode succeeded in {attempts} attempts ({top}): this configuration "
-                                  "cannot make demonstrations (e.g. sim.max_steps too small); episodes already "
-                                  "stored are kept")
-            to_issue += 1
-        # Commit every finished episode that is next in issue order.
-        while order and order[0] in results:
-            rr = results.pop(order.popleft())
-            for rec in [*rr["records"], *(read_shard(shard_dir / name) for name in rr["shards"])]:
-                key = (rec.meta["episode_index"], rec.meta["attempt"])
-                if key not in committed:
-                    writer.append(rec)
-                    committed.add(key)
-            fault_point("committed")  # before the shards are removed
-            # (the in-process path may have reused shards a killed run with worker processes left)
-            reused = {shard_name(r.meta["episode_index"], r.meta["attempt"]) for r in rr["records"]}
-            for name in {*rr["shards"], *reused}:
-                (shard_dir / name).unlink(missing_ok=True)
-            if rr["success"]:
-                successes += 1
-        if progress is not None:
-            progress(Progress(needed=needed, attempts=attempts, successes=successes, steps=steps,
-                              successful_attempts=successful_attempts))
-
+    c = InOrderCommitter(writer, needed, done, progress)
     if workers == 1 and scheduler is None:
         # One worker: run in this process (no cluster start-up); same task function, same commits.
-        while to_issue > 0:
-            handle(run_episode(issue(), cfg, grid, str(shard_dir), gen.seed, in_memory=True))
+        while c.to_issue > 0:
+            c.finished(run_episode(c.issue(), cfg, grid, str(shard_dir), gen.seed, in_memory=True))
     else:
         with dask_client(workers, scheduler, dashboard) as client:
             cfg_f = client.scatter(cfg, broadcast=True)
@@ -297,20 +314,20 @@ def _run(cfg: BombConfig, grid: Any, writer: StoreWriter, workers: int, schedule
             window = 2 * max(threads, workers if scheduler is None else 1, 1)
 
             def submit() -> Any:
-                kk = issue()
+                kk = c.issue()
                 return client.submit(run_episode, kk, cfg_f, grid_f, str(shard_dir), gen.seed,
                                      key=f"episode-{kk}", pure=False)
 
-            ac = as_completed([submit() for _ in range(min(window, to_issue))])
+            ac = as_completed([submit() for _ in range(min(window, c.to_issue))])
             for fut in ac:
-                handle(task_result(fut, "episode"))
-                while to_issue > 0 and ac.count() < window:
+                c.finished(task_result(fut, "episode"))
+                while c.to_issue > 0 and ac.count() < window:
                     ac.add(submit())
-    if successes < needed:
-        raise StoreError(f"only {successes} of {needed} episodes were committed")
-    out = _summary(writer, attempts, successes, steps, t0)
-    out["workers_used"] = len(peak_rss)
-    out["peak_rss_bytes_per_worker"] = max(peak_rss.values()) if peak_rss else 0
+    if c.successes < needed:
+        raise StoreError(f"only {c.successes} of {needed} episodes were committed")
+    out = _summary(writer, c.attempts, c.successes, c.steps, t0)
+    out["workers_used"] = len(c.peak_rss)
+    out["peak_rss_bytes_per_worker"] = max(c.peak_rss.values()) if c.peak_rss else 0
     return out
 
 

@@ -1,6 +1,7 @@
-"""Pictures for people: a contact sheet of reset scenes and a video of one expert episode, and the
-contact sheet of a grid (one picture per cell). The sheets are ``bomb_data.pictures.contact_sheet``;
-this module renders what goes on them."""
+"""Pictures for people: a contact sheet of reset scenes and a video of one expert episode (as
+``generate`` makes them), the contact sheet of a grid (one picture per cell), and the one MP4 writer
+(also used for evaluation videos). The sheets are ``bomb_data.pictures.contact_sheet``; this module
+renders what goes on them."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from .pictures import contact_sheet
 
 if TYPE_CHECKING:
     from .perturb.grid import Cell, Grid
+    from .store.record import EpisodeRecord
 
 
 def write_video(frames: list[NDArray[np.uint8]], path: Path, fps: float) -> None:
@@ -41,51 +43,56 @@ def write_video(frames: list[NDArray[np.uint8]], path: Path, fps: float) -> None
     os.replace(tmp, path)
 
 
-def write_preview(cfg: BombConfig, out: Path, grid: str = "nominal", n: int = 8, seed: int = 0) -> list[Path]:
-    """Contact sheet of ``n`` reset scenes (agentview and wrist) and an MP4/GIF of one expert episode
-    (of a sequence grid: GoSequence-v0 scenes and the sequence expert)."""
-    from scripted_policies import PickPlaceExpert
+def run_config(cfg: BombConfig, grid: Grid) -> BombConfig:
+    """The configuration ``generate`` runs ``grid`` with (a sequence grid makes a sequence run)."""
+    if cfg.task == "sequence" or grid.task == "sequence":
+        from .sequence.check import sequence_run
 
-    from .env import GoPlaceEnv
+        cfg, _ = sequence_run(cfg, grid)
+    return cfg
+
+
+def preview_episode(cfg: BombConfig, grid: str = "nominal", seed: int = 0, k: int = 0) -> EpisodeRecord:
+    """Episode ``k`` as ``bomb-data generate --seed SEED --grid GRID`` makes it with ``cfg``: the same
+    task function (``generate.run_episode``: parameters, attempt seeds, the expert's generators,
+    retries), run in this process and kept in memory. Returns its successful attempt, or its last
+    attempt when none of ``generate.max_attempts`` succeeded."""
+    from .generate import run_episode
     from .perturb.grid import load_grid
-    from .rollout import episode_seed
+
+    g = load_grid(grid)
+    cfg = run_config(cfg, g)
+    keep_all = cfg.model_copy(update={"generate": cfg.generate.model_copy(update={"keep_failures": True})})
+    return run_episode(k, keep_all, g, None, seed, in_memory=True)["records"][-1]
+
+
+def write_preview(cfg: BombConfig, out: Path, grid: str = "nominal", n: int = 8, seed: int = 0) -> list[Path]:
+    """Contact sheet of the reset scenes of episodes 0..n-1 (agentview and wrist) and an MP4/GIF of
+    episode 0, all as ``generate`` with the same seed and grid makes them (the episode's frames are the
+    pictures its store holds)."""
+    from .perturb.grid import load_grid
+    from .runtime import worker_env
+    from .seeds import episode_seed
+    from .store.images import decode_jpeg
 
     g = load_grid(grid)
     out.mkdir(parents=True, exist_ok=True)
-    env = GoPlaceEnv(cfg)
-    expert: type = PickPlaceExpert
-    if g.task == "sequence":  # the cells carry the sequence; its env and expert
-        from scripted_policies.sequence import SequenceExpert
-
-        from .sequence.env import GoSequenceEnv
-
-        env.close()
-        env, expert = GoSequenceEnv(cfg), SequenceExpert
+    env = worker_env(run_config(cfg, g))  # of a sequence grid: GoSequence-v0 scenes
     imgs, labels = [], []
-    try:
-        for k in range(n):
-            cell, params = g.episode_params(seed, k)
-            obs, info = env.reset(seed=episode_seed(seed, k, 0), options={"params": params})
-            imgs += [obs["agentview"], obs["wrist"]]
-            labels += [f"{k}: {cell.id} {info['target']}", "wrist"]
-        sheet = out / "scenes.png"
-        contact_sheet(imgs, labels).save(sheet)
-        cell, params = g.episode_params(seed, 0)
-        obs, info = env.reset(seed=episode_seed(seed, 0, 0), options={"params": params})
-        ex = expert(cfg.expert, cfg.sim.control_hz)
-        ex.reset(info, np.random.default_rng(seed))
-        frames = [np.concatenate([obs["agentview"], obs["wrist"]], 1)]
-        done = False
-        while not done:
-            obs, _, term, trunc, info = env.step(ex.act(obs, info))
-            frames.append(np.concatenate([obs["agentview"], obs["wrist"]], 1))
-            done = term or trunc
-        mp4, gif = out / "episode.mp4", out / "episode.gif"
-        write_video(frames, mp4, cfg.sim.control_hz)
-        pil = [Image.fromarray(f) for f in frames[::2]]
-        pil[0].save(gif, save_all=True, append_images=pil[1:], duration=int(2000 / cfg.sim.control_hz), loop=0)
-    finally:
-        env.close()
+    for k in range(n):
+        cell, params = g.episode_params(seed, k)
+        obs, info = env.reset(seed=episode_seed(seed, k, 0), options={"params": params})
+        imgs += [obs["agentview"], obs["wrist"]]
+        labels += [f"{k}: {cell.id} {info['target']}", "wrist"]
+    sheet = out / "scenes.png"
+    contact_sheet(imgs, labels).save(sheet)
+    rec = preview_episode(cfg, grid, seed, 0)
+    frames = [np.concatenate([decode_jpeg(a), decode_jpeg(w)], 1)
+              for a, w in zip(rec.jpeg["agentview"], rec.jpeg["wrist"])]
+    mp4, gif = out / "episode.mp4", out / "episode.gif"
+    write_video(frames, mp4, cfg.sim.control_hz)
+    pil = [Image.fromarray(f) for f in frames[::2]]
+    pil[0].save(gif, save_all=True, append_images=pil[1:], duration=int(2000 / cfg.sim.control_hz), loop=0)
     return [sheet, mp4, gif]
 
 

@@ -11,25 +11,12 @@ from numpy.typing import NDArray
 from .config import BombConfig
 from .env import CAMERAS, GoPlaceEnv
 from .params import EpisodeParams
+from .seeds import episode_seed, expert_rngs  # noqa: F401  (episode_seed: importable from here as before)
 from .store.images import encode_jpeg
 from .store.record import EpisodeRecord
 
 _NAN2 = np.full(2, np.nan, np.float32)
 _VEC_KEYS = ("eef_pos", "eef_quat", "gripper_qpos", "joint_pos", "joint_vel")
-
-
-def episode_seed(root_seed: int, episode_index: int, attempt: int) -> int:
-    """The seed of attempt ``attempt`` of episode ``episode_index``: depends on nothing else."""
-    return int(np.random.SeedSequence([root_seed, episode_index, attempt]).generate_state(1, np.uint64)[0] >> 1)
-
-
-def expert_rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
-    """The expert's generators for an episode seed: (plan variation, executed-action noise).
-
-    Generation and the evaluator's ``expert`` policy both use this, so the evaluator replays the
-    expert exactly as it generated the data.
-    """
-    return tuple(np.random.default_rng(s) for s in np.random.SeedSequence([seed, 1]).spawn(2))  # type: ignore[return-value]
 
 
 def rollout_expert(env: GoPlaceEnv, cfg: BombConfig, params: EpisodeParams, seed: int,

@@ -10,14 +10,12 @@ samples it: episode ``random/k`` (k < K x listed cells) takes every axis at once
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from ..config import BombConfig
 from ..errors import BombDataError, ConfigError, PolicyError
+from ..seeds import eval_seed
 
 #: Cell id of every episode of a ``random`` grid (each samples its own combination of levels).
 RANDOM_CELL = "random"
@@ -88,12 +86,6 @@ class EpisodeSpec:
     @property
     def cell(self) -> EpisodeCell:
         return EpisodeCell(self.cell_id, self.axis, self.level, self.levels, self.heldout, self.grid_levels)
-
-
-def eval_seed(root_seed: int, cell_id: str, j: int) -> int:
-    """Seed of episode j of a cell: depends only on (root seed, cell id, j)."""
-    ss = np.random.SeedSequence([int(root_seed), zlib.crc32(cell_id.encode()), int(j)])
-    return int(ss.generate_state(1, np.uint64)[0] >> 1)
 
 
 def grid_episodes(grid: Any, k: int, root_seed: int, videos_per_cell: int) -> list[EpisodeSpec]:

@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 
 from .. import _gl  # noqa: F401  (MUJOCO_GL before any mujoco import, e.g. by the expert)
 from ..errors import ConfigError, PolicyError
+from ..seeds import random_policy_rng
 from .adapt import PRESETS, AdapterConfig
 from .protocol import EpisodeStart, PolicyFailure
 
@@ -140,7 +141,7 @@ class ExpertPolicy:
         info = {"privileged": pv}
         if self._expert is None or seed != self._seed or int(observation.get("bomb/step", 1)) == 0:
             self._expert, self._seed = self._make(), seed
-            from ..rollout import expert_rngs
+            from ..seeds import expert_rngs
 
             self._expert.reset(info, expert_rngs(seed)[0])
         return self._expert.act(None, info)
@@ -165,7 +166,7 @@ class RandomPolicy:
         self.rng = np.random.default_rng(0)
 
     def reset(self, start: EpisodeStart) -> None:
-        self.rng = np.random.default_rng([start.seed, 0xA11])
+        self.rng = random_policy_rng(start.seed)
 
     def act(self, observation: dict[str, Any]) -> NDArray[np.float32]:
         d = self.rng.uniform(-self.hi, self.hi)

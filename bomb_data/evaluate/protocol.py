@@ -5,14 +5,13 @@ The evaluator calls ``reset`` before each episode and ``act`` whenever its queue
 execute is empty; ``close`` releases connections.
 
 What a policy is told about an episode (``EpisodeStart``) never fixes the scene: its ``seed`` is
-``policy_seed(episode seed)``, a one-way hash, so a policy cannot re-run ``env.reset`` to recover
+``policy_seed(episode seed)`` (``bomb_data.seeds``), a one-way hash, so a policy cannot re-run ``env.reset`` to recover
 the target (the episode seed with the target is part of the privileged state; see
 docs/evaluation.md, "What a policy sees").
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -20,35 +19,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import PolicyError
+from ..seeds import POLICY_SEED_PERSON, policy_seed  # noqa: F401  (importable from here as before)
 
 FAILURE_KINDS = ("unreachable", "disconnected", "timeout", "server_error", "nan", "bad_shape", "bad_reply",
                  "policy_exception")
-
-
-#: BLAKE2b personalisation (16 bytes) of ``policy_seed``: separates it from every other use of a hash.
-POLICY_SEED_PERSON = b"bomb-data/pseed1"
-
-
-def policy_seed(episode_seed: int) -> int:
-    """The seed a policy receives for an episode: one-way, stable, 63 bits.
-
-    ``int.from_bytes(blake2b(str(episode_seed).encode(), digest_size=8,
-    person=b"bomb-data/pseed1").digest(), "big") >> 1``. The episode seed fixes the scene and the
-    target (``env.reset(seed=...)``); this derived seed does not, and the episode seed cannot be
-    computed back from it (BLAKE2b is a cryptographic hash; 2^63 candidates). It depends on the
-    episode seed alone, not on the policy or how it is reached (in process or behind a server), so a
-    policy draws the same random numbers wherever it runs.
-
-    Args:
-        episode_seed: the environment seed of the episode (a non-negative int).
-
-    Returns:
-        An int in [0, 2^63).
-    """
-    if int(episode_seed) < 0:
-        raise ValueError(f"episode_seed: expected >= 0, found {episode_seed}")
-    digest = hashlib.blake2b(str(int(episode_seed)).encode(), digest_size=8, person=POLICY_SEED_PERSON).digest()
-    return int.from_bytes(digest, "big") >> 1
 
 
 class PolicyFailure(PolicyError):

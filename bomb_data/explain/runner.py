@@ -46,6 +46,7 @@ from ..evaluate.results import ResultsWriter, key_change, read_results, read_run
 from ..evaluate.video import safe_name
 from ..perturb.language import SPAN_NAMES
 from ..schema import CAMERAS
+from ..seeds import counterfactual_rng, occluder_rng
 from .interventions import (
     OCCLUDERS,
     TEXT_MODES,
@@ -256,7 +257,7 @@ def counterfactual_targets(seed: int, n: int, target: tuple[int, int], occupied:
     target ends nearer the counterfactual one with probability 1/2."""
     occ = {tuple(c) for c in occupied} | {tuple(target)}
     cand = [(r, c) for r in range(n) for c in range(n) if (r, c) not in occ]
-    rng = np.random.default_rng([int(seed), 0xCF])
+    rng = counterfactual_rng(seed)
     return [cand[i] for i in rng.permutation(len(cand))[:count]]
 
 
@@ -277,7 +278,7 @@ def explain_frame(scorer: Scorer, adapter: AdapterConfig, ep: EpisodeSpec, rec: 
                            "reference_action": np.round(scorer.ref, 6).tolist() if scorer.ref is not None else None,
                            "patch": {}, "text": {}}
     maps: dict[str, np.ndarray] = {}
-    rng = np.random.default_rng([ep.seed, t, 0x0CC])
+    rng = occluder_rng(ep.seed, t)
     for cam in cameras:
         img = np.asarray(obs[cam])
         h, w = img.shape[:2]

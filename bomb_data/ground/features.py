@@ -37,6 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import ConfigError, PolicyError
+from ..seeds import probe_fit_rng
 
 LABELS = ("target_cell", "target_region", "active_stone_region")
 SUMMARY_FILE = "probe.json"
@@ -304,7 +305,7 @@ def linear_probe(X: NDArray[Any], y: list[Any], train: NDArray[np.bool_], *, see
     values, counts = np.unique(ya[tr], return_counts=True)
     majority = values[int(np.argmax(counts))]
     out["chance"] = _acc(np.full(int(te.sum()), majority, dtype=object), ya[te])
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x9B2]))
+    rng = probe_fit_rng(seed)
 
     def fit(Xf: NDArray[Any], ytr: NDArray[Any]) -> dict[str, Any]:
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))

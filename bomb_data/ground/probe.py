@@ -40,6 +40,7 @@ from numpy.typing import NDArray
 
 from .._atomic import write_text_atomic
 from ..errors import ConfigError
+from ..seeds import probe_scene_rng, probe_split_u
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def _near_border(u: float, v: float, W: int, H: int, g: int, margin: float) -> b
 
 
 def _split(seed: int, scene_seed: int, val: float, test: float) -> str:
-    u = np.random.SeedSequence([int(seed), int(scene_seed), 0x9B0]).generate_state(1)[0] / 2**32
+    u = probe_split_u(seed, scene_seed)
     return "test" if u < test else "val" if u < test + val else "train"
 
 
@@ -153,7 +154,7 @@ def make_probe_set(grid: str, n: int, out: Path, *, seed: int = 0, size: int = 2
             truth = tr.frame("agentview")
             scene = f"s{i:06d}"
             split = _split(seed, sseed, val_fraction, test_fraction)
-            rng = np.random.default_rng(np.random.SeedSequence([seed, sseed, 0x9B1]))
+            rng = probe_scene_rng(seed, sseed)
             _png(tmp / "images" / f"{scene}.png", frame)
             ps = env.params.scene
             nb = ps.board_size

@@ -57,6 +57,7 @@ from .._resources import shipped
 from .._yaml import read_yaml
 from ..errors import ConfigError
 from ..params import MIN_EMPTY_POINTS, EpisodeParams, check_room
+from ..seeds import grid_rng
 from ..sequence.params import SequenceParams
 from .axes import NOMINAL, NOMINAL_SEQUENCE, get_axis
 
@@ -356,7 +357,7 @@ class Grid:
 
     def rng(self, seed: int, episode_index: int) -> np.random.Generator:
         """The generator of episode ``episode_index``: ``SeedSequence([seed, grid_hash32, index])``."""
-        return np.random.default_rng(np.random.SeedSequence([int(seed), self.hash32, int(episode_index)]))
+        return grid_rng(seed, self.hash32, episode_index)
 
     def episode_params(self, seed: int, episode_index: int) -> tuple[Cell, EpisodeParams]:
         """Cell and parameters of episode ``episode_index``; depends only on (seed, index, grid content)."""
