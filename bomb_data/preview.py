@@ -26,18 +26,26 @@ def contact_sheet(images: list[NDArray[np.uint8]], labels: list[str], cols: int 
 
 
 def write_video(frames: list[NDArray[np.uint8]], path: Path, fps: float) -> None:
-    """Write frames (H, W, 3) uint8 as H.264 MP4 (yuv420p) with PyAV."""
+    """Write frames (H, W, 3) uint8 (even H and W) as H.264 MP4 (yuv420p, CRF 23, preset veryfast) with
+    PyAV: the one MP4 writer of the pictures for people (the preview's episode, evaluation videos).
+    Written beside ``path`` and renamed over it, so ``path`` is whole or absent; parents are made."""
+    import os
+
     import av
 
-    with av.open(str(path), "w") as c:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.mp4")
+    with av.open(str(tmp), mode="w") as c:
         s = c.add_stream("libx264", rate=int(round(fps)))
         s.width, s.height = frames[0].shape[1], frames[0].shape[0]
         s.pix_fmt = "yuv420p"
+        s.options = {"crf": "23", "preset": "veryfast"}
         for f in frames:
-            for pkt in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+            for pkt in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
                 c.mux(pkt)
         for pkt in s.encode():
             c.mux(pkt)
+    os.replace(tmp, path)
 
 
 def write_preview(cfg: BombConfig, out: Path, grid: str = "nominal", n: int = 8, seed: int = 0) -> list[Path]:

@@ -234,7 +234,7 @@ def test_ctrl_c_with_worker_processes_is_one_line_every_time(tmp_path: Path, gri
 
 LOG_FROM_WORKERS = """
 import logging, sys
-from bomb_data.generate import dask_client
+from bomb_data.runtime import dask_client
 
 def emit():
     from distributed.comm.core import CommClosedError

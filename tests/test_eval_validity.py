@@ -233,6 +233,24 @@ def test_other_grid_modes_keep_their_meaning():
     assert [dict(e.grid_levels)["n_board_stones"] for e in eps] == ["0", "2", "3", "0", "2", "3"]
 
 
+def test_a_stored_cell_reads_back_as_the_grid_cell_it_was_written_from():
+    """A store records an episode's cell by its id alone; ``EpisodeCell.of_stored`` reads the levels
+    back. For a one-at-a-time grid that is exactly the grid's cell; for a combined cell, its levels."""
+    from bomb_data.evaluate.plan import EpisodeCell
+
+    for c in load_grid("study").cells():
+        split = "heldout" if c.heldout else "train"
+        assert EpisodeCell.of_stored({"cell_id": c.id, "split": split}) == EpisodeCell.of(c)
+    full = grid_from_dict({"mode": "full", "axes": {"brightness": {"levels": [0.0, 0.1]},
+                                                     "n_board_stones": {"levels": [0, 2, 3]}}})
+    for c in full.cells():
+        got = EpisodeCell.of_stored({"cell_id": c.id})
+        assert got.levels == c.levels and not got.heldout and got.grid_levels == ()
+        # one non-nominal level names its axis (as a one-at-a-time cell); several name none
+        assert (got.axis, got.level) == (c.levels[0] if len(c.levels) == 1 else (None, None))
+    assert EpisodeCell.of_stored({}) == EpisodeCell("nominal")
+
+
 def test_eval_and_generate_draw_the_same_parameters_for_the_same_seed(tmp_path: Path):
     from tests._stores import make_store
 

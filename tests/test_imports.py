@@ -27,3 +27,15 @@ def test_exporters_do_not_import_the_simulator():
         text = (REPO / mod).read_text()
         bad = re.findall(r"^\s*(?:from|import)\s+(?:bomb_data\.(?:env|sim|rollout)|mujoco)\b", text, flags=re.M)
         assert not bad, (mod, bad)
+
+
+def test_evaluator_does_not_reach_into_generation():
+    """eval and explain share generation's runtime (bomb_data.runtime, bomb_data.provenance), not its module."""
+    for path in [*(REPO / "bomb_data" / "evaluate").glob("*.py"), *(REPO / "bomb_data" / "explain").glob("*.py")]:
+        text = path.read_text()
+        bad = re.findall(r"^\s*(?:from|import)\s+(?:\.\.generate|bomb_data\.generate)\b.*", text, flags=re.M)
+        assert not bad, (path.name, bad)
+    # a copy of generate's worker cache or Dask client elsewhere would defeat the shared one
+    for path in (REPO / "bomb_data").rglob("*.py"):
+        if path.name != "runtime.py":
+            assert "LocalCluster(" not in path.read_text(), path

@@ -111,9 +111,9 @@ def _eval(policy: str, grid: str, k: int, seed: int, workers: int | None, concur
     from tqdm import tqdm
 
     from ..config import load_config
-    from ..generate import check_dashboard
+    from ..runtime import check_dashboard
     from .policies import parse_policy_spec
-    from .runner import evaluate
+    from .run import evaluate
 
     check_dashboard(dashboard, scheduler)
     if prompt_template is not None:
@@ -165,7 +165,7 @@ def _eval(policy: str, grid: str, k: int, seed: int, workers: int | None, concur
         brief["replay_same_outcome"] = f"{summary['replay']['same_outcome']} of {summary['replay']['episodes']}"
     click.echo(json.dumps(brief, indent=2))
     from .gate import DEFAULT_MAX_ERROR_RATE, EXIT_TOO_MANY_ERRORS, error_rate_failure
-    from .runner import RESULTS, read_results
+    from .results import RESULTS, read_results
 
     why = error_rate_failure(read_results(out / RESULTS),
                              DEFAULT_MAX_ERROR_RATE if max_error_rate is None else max_error_rate)

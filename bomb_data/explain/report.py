@@ -122,7 +122,7 @@ def write_patching_png(path: Path, p: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------------------------------- summary
 def _read_rows(out: Path) -> list[dict[str, Any]]:
-    from ..evaluate.runner import read_results
+    from ..evaluate.results import read_results
 
     return read_results(out / "results.jsonl")
 
@@ -207,7 +207,7 @@ def finalize(out: Path, seconds: float | None = None) -> dict[str, Any]:
     t = out / "summary.json.tmp"
     t.write_text(json.dumps(summary, indent=2, default=str))
     os.replace(t, out / "summary.json")
-    from ..evaluate.runner import _safe
+    from ..evaluate.video import safe_name as _safe
 
     for r in rows:  # R(u) heat maps, one per patched frame (rewritten from the rows: always in step with them)
         if r.get("unit") == "frame" and r.get("patching"):

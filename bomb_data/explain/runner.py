@@ -39,18 +39,11 @@ from .. import _gl  # noqa: F401  (MUJOCO_GL before mujoco)
 from ..config import BombConfig
 from ..errors import ConfigError
 from ..evaluate.adapt import AdapterConfig, adapt_observation, to_action_chunk
+from ..evaluate.plan import EpisodeSpec, grid_episodes
 from ..evaluate.policies import NOOP_ACTION, make_policy, parse_policy_spec, plan_adapter
 from ..evaluate.protocol import EpisodeStart, PolicyFailure, policy_seed
-from ..evaluate.runner import (
-    EpisodeSpec,
-    _key_change,
-    _ResultsWriter,
-    _safe,
-    grid_episodes,
-    read_results,
-    read_run_record,
-    write_atomic,
-)
+from ..evaluate.results import ResultsWriter, key_change, read_results, read_run_record, write_atomic
+from ..evaluate.video import safe_name
 from ..perturb.language import SPAN_NAMES
 from .interventions import (
     OCCLUDERS,
@@ -333,8 +326,7 @@ def _prepare_out(out: Path, run_key: dict[str, Any], overwrite: bool) -> list[di
     """The evaluator's rules for --out: only our files in it, same run key to resume, --overwrite to restart."""
     import shutil
 
-    from ..generate import versions
-    from ..store.writer import result_version_change
+    from ..provenance import result_version_change, versions
 
     if out.is_dir():
         foreign = sorted(p.name for p in out.iterdir() if p.name not in OUR_FILES and not p.name.startswith("."))
@@ -355,7 +347,7 @@ def _prepare_out(out: Path, run_key: dict[str, Any], overwrite: bool) -> list[di
         return []
     prev = read_run_record(out / RUN_FILE, "use --overwrite or another --out")
     if prev.get("key") != run_key:
-        raise ConfigError(f"{out} holds another explanation ({_key_change(prev, run_key, {})}); "
+        raise ConfigError(f"{out} holds another explanation ({key_change(prev, run_key, {})}); "
                           "use --overwrite or another --out")
     if change := result_version_change(prev.get("versions"), versions()):
         raise ConfigError(f"{out} holds results made with {change}; use --overwrite or another --out")
@@ -385,7 +377,7 @@ def plan_episodes(cfg: BombConfig, *, grid: str, cells: list[str] | None, episod
         from pydantic import ValidationError
 
         from ..config import format_validation_error
-        from ..evaluate.runner import store_episodes
+        from ..evaluate.plan import store_episodes
         from ..store import EpisodeStore
 
         st = EpisodeStore(store)
@@ -439,7 +431,7 @@ def explain(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", c
 
     from ..config import format_validation_error
     from ..env import GoPlaceEnv
-    from ..generate import versions
+    from ..provenance import versions
 
     t_run = time.perf_counter()
     s = settings or ExplainSettings()
@@ -477,7 +469,7 @@ def explain(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", c
                 "scorer": scorer.describe(), "cameras": cameras, "image_size": [h, w],
                 "episodes_planned": [e.episode_id for e in specs]}
         write_atomic(out / RUN_FILE, json.dumps(meta, indent=2, default=str))
-        writer = _ResultsWriter(out / RESULTS)  # keeps every whole row already there (= prev)
+        writer = ResultsWriter(out / RESULTS)  # keeps every whole row already there (= prev)
         done_frames = {(r["episode_id"], r["step"]) for r in prev if r.get("unit") == "frame"}
         done_roll = {(r["episode_id"], r["variant"]) for r in prev if r.get("unit") == "rollout"}
         plans = {r["episode_id"]: r for r in prev if r.get("unit") == "episode"}
@@ -552,7 +544,7 @@ def _explain_episode(env: Any, pol: Any, scorer: Scorer, acfg: AdapterConfig, ep
         arrays = {f"{base}/{c}": m for c, m in maps.items()}
         if t < len(rec.states):
             arrays[f"{base}/mj_state"] = rec.states[t]
-        fdir = out / "frames" / _safe(ep.episode_id)
+        fdir = out / "frames" / safe_name(ep.episode_id)
         fdir.mkdir(parents=True, exist_ok=True)
         tmp = fdir / f"{t:05d}.tmp.npz"
         np.savez(tmp, **arrays)
@@ -563,7 +555,7 @@ def _explain_episode(env: Any, pol: Any, scorer: Scorer, acfg: AdapterConfig, ep
             row["mass_inside"] = {c: {o: positive_mass_inside(maps[c], masks[c][o]) for o in ("target", "stone")}
                                   for c in maps}
             if s.pictures:
-                row["pictures"] = {c: write_triptych(out / "pictures" / _safe(ep.episode_id) / f"{t:05d}_{c}.png",
+                row["pictures"] = {c: write_triptych(out / "pictures" / safe_name(ep.episode_id) / f"{t:05d}_{c}.png",
                                                      np.asarray(rec.obs[t][c]), row["patch"][c], maps[c], masks[c])
                                    for c in maps}
                 row["pictures"] = {c: str(Path(p).relative_to(out)) for c, p in row["pictures"].items()}

@@ -149,7 +149,7 @@ class _Source:
             self.store.require_nonempty()
             self.config = self.store.config
         else:
-            from ..evaluate.runner import read_results
+            from ..evaluate.results import read_results
 
             self.rows = {r["episode_id"]: r for r in read_results(self.path / "results.jsonl")}
             try:
@@ -410,14 +410,14 @@ def eval_report_section(eval_dir: Path) -> str:
 def refresh_eval_report(eval_dir: Path) -> None:
     """Rewrite ``eval_dir``'s ``report.html`` from its ``summary.json`` and results, so a grounding
     section written into the directory appears without re-running the evaluation."""
-    from ..evaluate.runner import REPORT, RESULTS, SUMMARY
+    from ..evaluate.results import REPORT, RESULTS, SUMMARY
 
     eval_dir = Path(eval_dir)
     if not (eval_dir / SUMMARY).exists() or not (eval_dir / REPORT).exists():
         return
     try:
         from ..evaluate.report import write_report
-        from ..evaluate.runner import read_results
+        from ..evaluate.results import read_results
 
         summary = json.loads((eval_dir / SUMMARY).read_text(encoding="utf-8"))
         write_report(eval_dir / REPORT, summary, read_results(eval_dir / RESULTS))

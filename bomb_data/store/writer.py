@@ -19,6 +19,7 @@ from zarr.codecs import BloscCodec
 
 from .._fault import fault_point
 from ..errors import StoreError
+from ..provenance import result_version_change
 from ..schema import CAMERAS, SCHEMA_VERSION, STORE_FORMAT, step_features
 from .format import (
     ALL_CHUNKS_WRITTEN,
@@ -41,21 +42,6 @@ from .format import (
 from .record import EpisodeRecord
 
 log = logging.getLogger(__name__)
-
-#: Versions (keys of the description's ``versions``) that change what an episode is; a store (or an
-#: evaluation) is only resumed under the same ones: physics and rendering (MuJoCo), the scene and
-#: the expert (bomb-data), the rasteriser (the OpenGL renderer, e.g. Mesa llvmpipe or a GPU driver).
-RESULT_VERSIONS = {"mujoco": "MuJoCo", "bomb_data": "bomb-data", "renderer": "the renderer"}
-
-
-def result_version_change(have: dict[str, Any] | None, want: dict[str, Any] | None) -> str | None:
-    """'MuJoCo 3.3.0, this run has 3.3.7' when a version that changes episodes differs, else None
-    (a version missing on either side is not compared)."""
-    have, want = have or {}, want or {}
-    for key, name in RESULT_VERSIONS.items():
-        if key in have and key in want and have[key] != want[key]:
-            return f"{name} {have[key]}, this run has {want[key]}"
-    return None
 
 _VEC_CHUNK_STEPS = 4096
 _IMG_CHUNK_BYTES = 2 * 1024 * 1024
