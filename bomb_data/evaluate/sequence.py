@@ -46,11 +46,18 @@ def sequence_config(cfg: Any, grid: Any) -> Any:
     try:
         from ..sequence.check import sequence_run
     except ImportError:  # before sequence grids: the configuration's sequence for every cell
-        from ..generate import check_sequence_sources
+        sequence_run = None
+    if sequence_run is None:
+        from ..sequence.rules import sequence_from_sgf, sgf_files
 
-        sizes = ({cfg.sequence.board_size} if cfg.sequence.board_size else
-                 {c.params.scene.board_size for c in grid.cells()})
-        check_sequence_sources(cfg, sizes)
+        sp = cfg.sequence
+        if sp.source == "sgf":
+            if not sp.sgf:
+                raise ConfigError("sequence.sgf: expected an .sgf file or a directory for source: sgf, given none")
+            sizes = {sp.board_size} if sp.board_size else {c.params.scene.board_size for c in grid.cells()}
+            for f in sgf_files(sp.sgf):
+                for n in sorted(sizes):
+                    sequence_from_sgf(f, n, sp.move_number, sp.length)
         return cfg.model_copy(update={"task": "sequence"})
     if cfg.generate.fixed_horizon is not None:  # a generation setting; eval never pads episodes
         cfg = cfg.model_copy(update={"generate": cfg.generate.model_copy(update={"fixed_horizon": None})})
