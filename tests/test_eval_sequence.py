@@ -122,7 +122,11 @@ def test_expert_completes_every_chain_and_the_report_shows_it(expert_run: Path, 
     dom = browser(expert_run / "report.html", tmp_path / "shot.png")
     figs = re.findall(r"<figure class=\"seq-ep\" data-episode=\"([^\"]+)\" data-completed=\"(\d+)\"", dom)
     assert sorted(figs) == sorted((r["episode_id"], str(r["completed"])) for r in rows)
-    assert dom.count("chain length: ") == 2 and "chain length (all episodes)" in dom
+    curves = re.findall(r"<figure class=\"seq-curve\" data-cell=\"([^\"]+)\"", dom)
+    assert sorted(curves) == sorted(s["per_cell"]) and "chain length (all episodes)" in dom
+    for cid, cell in s["per_cell"].items():  # the per-cell table: one column per k, the value behind each
+        row = re.search(rf"<tr data-cell=\"{re.escape(cid)}\">(.*?)</tr>", dom.split('id="chain-cells"')[1]).group(1)
+        assert re.findall(r'data-value="([^"]+)"', row) == [str(x) for x in cell["chain"]["chain_success"]]
     assert re.search(r"data-key=\"full_success\" data-value=\"1.0\"", dom)
     assert f"{n_remove}/{n_remove} (100.0%)" in dom and "Success per target intersection" not in dom
     shot = np.asarray(Image.open(tmp_path / "shot.png").convert("RGB")).astype(int)

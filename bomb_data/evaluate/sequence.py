@@ -225,7 +225,9 @@ def report_section(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
 
     e = html.escape
     o = (summary.get("overall") or {}).get("chain") or {}
-    h = ["<h2 id='chains'>Sequences: chains of subtasks</h2><p>CALVIN's protocol: the policy gets the current "
+    h = ["<style>.seq-ep,.seq-curve{margin:4px;font-size:11px;overflow-wrap:anywhere}.seq-ep{width:170px}"
+         ".seq-curve{width:262px}</style>"
+         "<h2 id='chains'>Sequences: chains of subtasks</h2><p>CALVIN's protocol: the policy gets the current "
          "subtask's instruction (the whole plan once, in plan mode) and the next one when a subtask succeeds; the "
          "episode stops at the first subtask that fails (its step budget runs out). The curve: of the episodes "
          "with at least k subtasks, the fraction that completed the first k in a row, with Wilson 95% "
@@ -244,11 +246,31 @@ def report_section(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
              f"<td data-key='average_completed' data-value='{o.get('average_completed')}'>"
              f"{_num(o.get('average_completed'), 2)}</td><td data-key='place'>{frac(ss.get('place'))}</td>"
              f"<td data-key='remove'>{frac(ss.get('remove'))}</td><td>{_num(err.get('median'))}</td></tr></table>")
+    cells = {cid: c["chain"] for cid, c in (summary.get("per_cell") or {}).items()
+             if (c.get("chain") or {}).get("chain_success")}
     h.append("<div class='plots'>" + svg_success_vs_level("chain length (all episodes)", _curve_levels(o)))
-    for cid, s in (summary.get("per_cell") or {}).items():
-        if (s.get("chain") or {}).get("chain_success"):
-            h.append(svg_success_vs_level(f"chain length: {cid}", _curve_levels(s["chain"]), width=300))
-    h.append("</div><div class='plots'>")
+    for cid, m in cells.items():
+        h.append(f"<figure class='seq-curve' data-cell='{e(cid)}'>"
+                 f"{svg_success_vs_level('chain length', _curve_levels(m), width=260, height=180)}"
+                 f"<figcaption>{e(cid)}</figcaption></figure>")
+    h.append("</div>")
+    longest = max((len(m["chain_success"]) for m in cells.values()), default=0)
+    if cells:
+        h.append(_table(summary, "chain-cells") + "<tr><th>cell</th><th>n</th><th>average completed</th>"
+                 + "".join(f"<th>{k + 1} in a row</th>" for k in range(longest)) + "</tr>")
+        for cid, m in cells.items():
+            tds = []
+            for k in range(longest):
+                if k < len(m["chain_success"]):
+                    (done, n), (lo, hi) = m["chain_counts"][k], m["chain_ci95"][k]
+                    tds.append(f"<td data-k='{k + 1}' data-value='{m['chain_success'][k]}' title='{done}/{n}, "
+                               f"95% CI {_pct(lo)} - {_pct(hi)}'>{_pct(m['chain_success'][k])}</td>")
+                else:
+                    tds.append("<td>–</td>")
+            h.append(f"<tr data-cell='{e(cid)}'><td class='l'>{e(cid)}</td><td>{m['episodes']}</td>"
+                     f"<td data-key='average_completed'>{_num(m['average_completed'], 2)}</td>{''.join(tds)}</tr>")
+        h.append("</table>")
+    h.append("<div class='plots'>")
     for kind in ("place", "remove"):
         h.append(svg_bars(f"failures of {kind} subtasks", (o.get("failures_by_kind") or {}).get(kind, {})))
     h.append("</div>")
