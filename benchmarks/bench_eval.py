@@ -17,6 +17,14 @@ forward (``select_action``, timed in the server) and its own pre/post-processors
 evaluator's overhead beyond them (observation adaptation, msgpack, websocket round trip, the
 server's tensor conversion, action decoding, bookkeeping); target 20 ms. Make a checkpoint as
 tests/test_eval_lerobot.py does (``train_act``).
+
+    .venvs/sim_policies/bin/python benchmarks/bench_eval.py --lerobot CHECKPOINT --in-process
+
+measures the same checkpoint in process (what ``eval --policy lerobot:CKPT`` runs on each worker, in
+an env that holds bomb-data, mujoco and lerobot: side env ``sim_policies``), on the same calls: the
+evaluator's overhead per step beyond the policy's forward is then observation adaptation, the
+conversion to tensors and the checkpoint's own pre/post-processors, action decoding and
+bookkeeping; target 20 ms.
 """
 
 from __future__ import annotations
@@ -110,13 +118,82 @@ def bench_lerobot(ckpt: str, side_python: str, episodes: int, calls: int = 60) -
             "meets_target": beyond_forward <= 20}
 
 
+def bench_lerobot_in_process(ckpt: str, episodes: int) -> dict:
+    """The lerobot: ACT path in process (lerobot importable here): eval's own episode loop
+    (``run_episode``, what each worker runs) on the nominal cell, with the policy eval builds
+    (``make_policy``); each call's split (``LeRobotPolicy.last_timing``) is recorded from the same calls."""
+    import numpy as np
+
+    from bomb_data.config import load_config
+    from bomb_data.env import GoPlaceEnv
+    from bomb_data.evaluate.policies import make_policy, parse_policy_spec, plan_adapter
+    from bomb_data.evaluate.runner import grid_episodes, run_episode
+    from bomb_data.perturb.grid import load_grid
+
+    spec = parse_policy_spec(f"lerobot:{ckpt}")
+    pol = make_policy(spec, None)
+    size = next(iter(pol.info.images.values()))[1]
+    cfg = load_config(overrides={"sim": {"image_height": size, "image_width": size}})
+    acfg, _ = plan_adapter(spec, size)
+    parts: list[dict] = []
+    act = pol.act
+
+    def timed_act(obs):
+        out = act(obs)
+        parts.append(dict(pol.last_timing))
+        return out
+
+    pol.act = timed_act
+    env = GoPlaceEnv(cfg)
+    try:
+        rows = [run_episode(env, pol, acfg, ep, None, fps=cfg.sim.control_hz)
+                for ep in grid_episodes(load_grid("nominal"), episodes, 0, 0)]
+    finally:
+        env.close()
+    steps = sum(r["steps"] for r in rows)
+    calls = sum(r["policy_calls"] for r in rows)
+    assert calls == len(parts), (calls, len(parts))
+
+    def per_step(key: str) -> float:  # the rows' per-step figures, weighted by steps
+        return sum(r[key] * r["steps"] for r in rows) / steps
+
+    env_ms, overhead_ms = per_step("env_ms_per_step"), per_step("overhead_ms_per_step")
+    call_ms = sum(sum(r["latency_ms"]) for r in rows)  # every policy call as eval timed it
+    fwd_ms = sum(p["select_action_ms"] for p in parts)
+    own_ms = sum(p["preprocess_ms"] + p["select_action_ms"] + p["postprocess_ms"] for p in parts)
+    # per step: (loop - policy calls - env) is the evaluator's own work; plus what a call adds around the forward
+    beyond_forward = overhead_ms - env_ms + (call_ms - fwd_ms) / steps
+    beyond_own = overhead_ms - env_ms + (call_ms - own_ms) / steps
+
+    def mean(xs: list[float]) -> float:
+        return round(float(np.mean(xs)), 3)
+
+    return {"checkpoint_type": pol.info.type, "lerobot_line": pol.info.line, "image_size": size,
+            "episodes": len(rows), "errors": sum(r["status"] != "ok" for r in rows), "steps": steps,
+            "policy_calls": calls, "env_ms_per_step": round(env_ms, 3),
+            "evaluator_own_ms_per_step": round(overhead_ms - env_ms, 3),
+            "per_call": {"eval_timed_ms": round(call_ms / calls, 3),
+                         **{k: mean([p[k] for p in parts])
+                            for k in ("batch_ms", "preprocess_ms", "select_action_ms", "postprocess_ms")}},
+            "evaluator_ms_per_step_beyond_forward": round(beyond_forward, 3),
+            "evaluator_ms_per_step_beyond_forward_and_processors": round(beyond_own, 3),
+            "target_ms": 20, "meets_target": beyond_forward <= 20}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--episodes", type=int, default=6)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--lerobot", default=None, metavar="CHECKPOINT", help="measure the lerobot: path instead")
     ap.add_argument("--side-python", default=str(Path(__file__).resolve().parents[1] / ".venvs/lerobot30/bin/python"))
+    ap.add_argument("--in-process", action="store_true",
+                    help="with --lerobot: run the checkpoint in this process (lerobot importable: side env "
+                         "sim_policies)")
     a = ap.parse_args()
+    if a.lerobot and a.in_process:
+        print(json.dumps({"lerobot_act_in_process": bench_lerobot_in_process(a.lerobot, a.episodes),
+                          "cpus": os.cpu_count()}, indent=2))
+        return
     if a.lerobot:
         print(json.dumps({"lerobot_act_served": bench_lerobot(a.lerobot, a.side_python, a.episodes),
                           "cpus": os.cpu_count()}, indent=2))

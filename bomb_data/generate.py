@@ -65,24 +65,6 @@ def mj_state_dim(cfg: BombConfig, max_board_stones: int) -> int:
     return int(base + per * max_board_stones)
 
 
-def check_sequence_sources(cfg: BombConfig, board_sizes: set[int]) -> None:
-    """Every SGF file of ``sequence.sgf`` gives a legal sequence on every board size of the run.
-
-    Raises:
-        ConfigError: one line (malformed SGF, other board size, illegal move, game too short, no files).
-    """
-    sp = cfg.sequence
-    if sp.source != "sgf":
-        return
-    from .sequence.rules import sequence_from_sgf, sgf_files
-
-    if not sp.sgf:
-        raise ConfigError("sequence.sgf: expected an .sgf file or a directory for source: sgf, given none")
-    for f in sgf_files(sp.sgf):
-        for n in sorted(board_sizes):
-            sequence_from_sgf(f, n, sp.move_number, sp.length)
-
-
 # ------------------------------------------------------------------------------------------ worker
 def shard_name(k: int, attempt: int) -> str:
     """File name of the shard of episode k's attempt (under STORE/shards/)."""
@@ -189,21 +171,18 @@ def generate(cfg: BombConfig, out: Path, *, workers: int | None = None, schedule
     t0 = time.perf_counter()
     gen = cfg.generate
     grid = load_grid(gen.grid)
-    if cfg.task == "sequence":  # the board holds the game: its size bounds the stones, plus the bowls'
-        if cfg.generate.fixed_horizon is not None:
-            raise ConfigError("generate.fixed_horizon: not available with task: sequence (episodes end when the "
-                              "sequence does)")
-        sizes = ({cfg.sequence.board_size} if cfg.sequence.board_size else
-                 {c.params.scene.board_size for c in grid.cells()})
-        check_sequence_sources(cfg, sizes)  # bad SGF input: one line, before the store is touched
-        max_stones = max(sizes) ** 2 + cfg.sequence.length
+    if cfg.task == "sequence" or grid.task == "sequence":  # a sequence grid makes a sequence run
+        from .sequence.check import sequence_run
+
+        # bad sequence input: one line, before the store is touched; the board bounds the stones
+        cfg, max_stones = sequence_run(cfg, grid)
     else:
         grid.require_empty_points(cfg.sim.min_empty_points)
         max_stones = grid.max_board_stones
     desc = {
         "config": cfg.model_dump(mode="json"),
         "config_hash": store_config_hash(cfg, grid),
-        "grid": {"name": grid.name, "hash": grid.hash},
+        "grid": {"name": grid.name, "hash": grid.hash, "task": grid.task},
         "versions": versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "image_height": cfg.sim.image_height,

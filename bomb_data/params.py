@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from ._model import Frozen
 from .errors import ConfigError
+from .sequence.params import SequenceParams
 
 RGB = tuple[float, float, float]
 MIN_EMPTY_POINTS = 3  # default of sim.min_empty_points: empty intersections the target is drawn among
@@ -90,8 +91,21 @@ class LanguageParams(Frozen):
 
 
 class EpisodeParams(Frozen):
-    """Everything that varies between episodes, resolved. Defaults are the nominal episode."""
+    """Everything that varies between episodes, resolved. Defaults are the nominal episode.
+
+    ``sequence`` is set by the cells of a sequence grid (``task: sequence`` in the grid file) and by a
+    ``GoSequence-v0`` episode: the whole ``SequenceParams`` of the episode (docs/sequences.md). It is
+    None (and left out of the dump, so single-task parameters read and hash as before) otherwise.
+    """
 
     scene: SceneParams = SceneParams()
     image: ImageParams = ImageParams()
     language: LanguageParams = LanguageParams()
+    sequence: SequenceParams | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_no_sequence(self, handler: SerializerFunctionWrapHandler) -> dict:
+        out = handler(self)
+        if self.sequence is None:
+            out.pop("sequence", None)
+        return out

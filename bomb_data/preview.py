@@ -49,7 +49,8 @@ def write_video(frames: list[NDArray[np.uint8]], path: Path, fps: float) -> None
 
 
 def write_preview(cfg: BombConfig, out: Path, grid: str = "nominal", n: int = 8, seed: int = 0) -> list[Path]:
-    """Contact sheet of ``n`` reset scenes (agentview and wrist) and an MP4/GIF of one expert episode."""
+    """Contact sheet of ``n`` reset scenes (agentview and wrist) and an MP4/GIF of one expert episode
+    (of a sequence grid: GoSequence-v0 scenes and the sequence expert)."""
     from scripted_policies import PickPlaceExpert
 
     from .env import GoPlaceEnv
@@ -59,6 +60,14 @@ def write_preview(cfg: BombConfig, out: Path, grid: str = "nominal", n: int = 8,
     g = load_grid(grid)
     out.mkdir(parents=True, exist_ok=True)
     env = GoPlaceEnv(cfg)
+    expert: type = PickPlaceExpert
+    if g.task == "sequence":  # the cells carry the sequence; its env and expert
+        from scripted_policies.sequence import SequenceExpert
+
+        from .sequence.env import GoSequenceEnv
+
+        env.close()
+        env, expert = GoSequenceEnv(cfg), SequenceExpert
     imgs, labels = [], []
     try:
         for k in range(n):
@@ -70,7 +79,7 @@ def write_preview(cfg: BombConfig, out: Path, grid: str = "nominal", n: int = 8,
         contact_sheet(imgs, labels).save(sheet)
         cell, params = g.episode_params(seed, 0)
         obs, info = env.reset(seed=episode_seed(seed, 0, 0), options={"params": params})
-        ex = PickPlaceExpert(cfg.expert, cfg.sim.control_hz)
+        ex = expert(cfg.expert, cfg.sim.control_hz)
         ex.reset(info, np.random.default_rng(seed))
         frames = [np.concatenate([obs["agentview"], obs["wrist"]], 1)]
         done = False

@@ -126,7 +126,9 @@ SEQUENCE_EPISODE_FIELDS: dict[str, str] = {
     "subtasks_completed": "subtasks completed in a row from the first",
     "failed_subtask": "index of the subtask that failed, null on success",
     "plan_mode": "bool: the policy was given the whole plan as its instruction",
-    "sequence": "where the sequence came from: source, sgf file, move_number, length, capture_bias",
+    "sequence": "where the sequence came from: source, sgf file, move_number, length, capture_bias; "
+                "rule_instruction and rule (a rule-derived first move: kind, colour, target colour, stones, the "
+                "resolved point its place subtask is scored against; null otherwise)",
     "initial_position": "stones on the board at the start: [row, col, colour]",
     "final_position": "the rules library's position after the sequence: [row, col, colour]",
 }

@@ -7,7 +7,7 @@
 #   bash scripts/setup_side_envs.sh lerobot30  # just one
 #
 # A side env is rebuilt only when its recipe changed (the recipe's hash is stored in the env), or,
-# for recipes that install this repository ("$REPO[...]"), when pyproject.toml changed.
+# for recipes that install this repository ("$REPO[...]" or "$REPO"), when pyproject.toml changed.
 #
 # Disk: a recipe may name one big package to share with the other side envs, in a line
 #   # shared-layer: torch==2.13.0
@@ -27,7 +27,7 @@ for name in "${names[@]}"; do
   recipe="$here/side_envs/$name.sh"
   [ -f "$recipe" ] || { echo "error: no recipe scripts/side_envs/$name.sh" >&2; exit 2; }
   env_dir="$repo/.venvs/$name"
-  if grep -q '\$REPO\[' "$recipe"; then
+  if grep -q '\$REPO\(\[\|"\)' "$recipe"; then
     want="$(cat "$recipe" "$repo/pyproject.toml" | sha256sum | cut -c1-16)"
   else
     want="$(sha256sum "$recipe" | cut -c1-16)"

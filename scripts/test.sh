@@ -19,7 +19,7 @@ if [ "${BOMB_SKIP_SIDE_ENVS:-0}" != "1" ]; then
 fi
 export MUJOCO_GL=egl
 set +e
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest --durations=25 "$@"
 rc=$?
 set -e
 # pytest's "no tests collected" (5) is a failure here: a suite that ran nothing proves nothing.

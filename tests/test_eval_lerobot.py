@@ -145,9 +145,10 @@ def test_other_image_size_refused_before_any_episode(trained, server, tmp_path: 
     assert p.returncode == 2 and "upsampled" in p.stderr and not out.exists(), p.stderr
 
 
-def test_first_observation_equals_training_frame(trained, tmp_path: Path):
-    """env.reset of the episode the dataset's episode 0 was generated from, adapted for the checkpoint
-    as eval adapts it, vs lerobot's LeRobotDataset frame 0, both through the checkpoint's preprocessor."""
+def first_observation(store_dir: Path, ckpt: Path, npz: Path, spec: str = "lerobot", index: int = 0
+                      ) -> tuple[Path, dict]:
+    """env.reset of the episode store episode ``index`` (0: the dataset's episode 0, every episode
+    exported) was generated from, adapted for the checkpoint as eval adapts it, saved to ``npz``; and the reset info."""
     from bomb_data.config import load_config
     from bomb_data.env import GoPlaceEnv
     from bomb_data.evaluate.adapt import adapt_observation
@@ -156,22 +157,28 @@ def test_first_observation_equals_training_frame(trained, tmp_path: Path):
     from bomb_data.params import EpisodeParams
     from bomb_data.store import EpisodeStore
 
-    info = json.loads((trained["dataset"] / "meta" / "info.json").read_text())
-    assert info["codebase_version"] == "v3.0"
-    store = EpisodeStore(trained["store"])
-    ep = store_episodes(store, 0)[0]  # dataset episode 0 is store episode 0 (every episode exported)
-    acfg, _ = plan_adapter(parse_policy_spec(f"lerobot:{trained['ckpt']}"), SIZE)
+    ep = store_episodes(EpisodeStore(store_dir), 0)[index]
+    acfg, _ = plan_adapter(parse_policy_spec(f"{spec}:{ckpt}"), SIZE)
     env = GoPlaceEnv(load_config(overrides={"sim": {"image_height": SIZE, "image_width": SIZE}}))
     try:
-        obs, info_ = env.reset(seed=ep.seed, options={"params": EpisodeParams.model_validate(ep.params),
-                                                      "target": ep.target})
+        obs, info = env.reset(seed=ep.seed, options={"params": EpisodeParams.model_validate(ep.params),
+                                                     "target": ep.target})
     finally:
         env.close()
     pobs = adapt_observation(obs, acfg, seed=ep.seed)
-    np.savez(tmp_path / "obs.npz", **{k: np.asarray(v) for k, v in pobs.items()})
+    np.savez(npz, **{k: np.asarray(v) for k, v in pobs.items()})
+    return npz, info
+
+
+def test_first_observation_equals_training_frame(trained, tmp_path: Path):
+    """env.reset of the episode the dataset's episode 0 was generated from, adapted for the checkpoint
+    as eval adapts it, vs lerobot's LeRobotDataset frame 0, both through the checkpoint's preprocessor."""
+    info = json.loads((trained["dataset"] / "meta" / "info.json").read_text())
+    assert info["codebase_version"] == "v3.0"
+    obs, info_ = first_observation(trained["store"], trained["ckpt"], tmp_path / "obs.npz")
     py = trained["py"]
     p = subprocess.run([str(py), str(REPO / "tests" / "compat" / "check_lerobot_policy.py"), str(trained["ckpt"]),
-                        str(trained["dataset"]), str(tmp_path / "obs.npz"), "0"], capture_output=True, text=True,
+                        str(trained["dataset"]), str(obs), "0"], capture_output=True, text=True,
                        timeout=600, env=_side_env())
     assert p.returncode == 0, p.stderr[-6000:]
     r = json.loads(p.stdout.strip().splitlines()[-1])

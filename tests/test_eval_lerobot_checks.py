@@ -73,3 +73,34 @@ def test_unnamed_camera_mapped_by_the_user(tmp_path: Path):
     assert acfg.image_keys == {"agentview": "observation.images.front"} and acfg.image_size == 64
     with pytest.raises(BombDataError, match="needs image 'observation.images.front'"):
         plan_adapter(parse_policy_spec(f"lerobot:{d}"), 64, image_keys={"wrist": "observation.images.other"})
+
+
+def _safetensors(path: Path, names: list[str]) -> None:
+    """A safetensors file holding empty float tensors named ``names`` (the header is what is read)."""
+    import struct
+
+    header = json.dumps({n: {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]} for n in names}).encode()
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+
+
+def test_lerobot_03_checkpoint_told_by_its_files(tmp_path: Path, run_cli):
+    """A lerobot 0.3 checkpoint (v2.1 line: no processor files, normalize_inputs buffers in the model) is
+    read as such: same preset from its config.json; in an env without lerobot one line names the line
+    to install or to serve it from. Neither processor files nor buffers: not a checkpoint."""
+    from bomb_data.evaluate.lerobot_policy import read_checkpoint
+
+    d = checkpoint(tmp_path / "a", files=False)
+    _safetensors(d / "model.safetensors", ["model.x", "normalize_inputs.buffer_observation_state.mean"])
+    info = read_checkpoint(d)
+    assert info.line == "0.3" and info.describe()["lerobot_line"] == "0.3"
+    acfg, _ = plan_adapter(parse_policy_spec(f"lerobot:{d}"), 64)
+    assert acfg.image_keys == {"agentview": "observation.images.agentview", "wrist": "observation.images.wrist"}
+    assert read_checkpoint(checkpoint(tmp_path / "b")).line == "0.4"
+    out = tmp_path / "ev"
+    p = run_cli("eval", "--policy", f"lerobot:{d}", "--out", str(out), *SMALL)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and not out.exists(), p.stderr
+    assert "a checkpoint of lerobot 0.3" in p.stderr and "lerobot==0.3.3" in p.stderr and "bomb-data serve" in p.stderr
+    e = checkpoint(tmp_path / "c", files=False)
+    _safetensors(e / "model.safetensors", ["model.x"])
+    p = run_cli("eval", "--policy", f"lerobot:{e}", "--out", str(out), *SMALL)
+    assert p.returncode == 2 and "not a checkpoint lerobot-train wrote" in p.stderr and not out.exists(), p.stderr

@@ -171,7 +171,7 @@ def test_first_observation_equals_training_frame(trained, tmp_path: Path):
 
     with h5py.File(trained["hdf5"], "r") as f:
         index = int(f["data/demo_0"].attrs["store_index"])
-    ep = store_episodes(EpisodeStore(trained["store"]), index)[0]
+    ep = store_episodes(EpisodeStore(trained["store"]), 0)[index]
     acfg, _ = plan_adapter(parse_policy_spec(f"robomimic:{trained['ckpt']}"), SIZE)
     env = GoPlaceEnv(load_config(overrides={"sim": {"image_height": SIZE, "image_width": SIZE}}))
     try:

@@ -229,6 +229,53 @@ def test_kill_after_the_first_episode_then_resume_gives_the_uninterrupted_rows(t
     assert s["complete"] and s["overall"]["chain"] == ref["overall"]["chain"]
 
 
+# -------------------------------------------------------------------------------- a sequence grid
+SEQUENCE_GRID = """description: a sequence grid for tests
+task: sequence
+mode: one-at-a-time
+sequence:
+  length: 2
+  move_number: 20
+  capture_bias: 1.0
+axes:
+  sequence_length:
+    levels: [1]
+  plan_mode:
+    levels: [on]
+"""
+
+
+def test_a_sequence_grid_is_evaluated_per_cell_and_axis_level(tmp_path: Path):
+    grid = tmp_path / "seq.yaml"
+    grid.write_text(SEQUENCE_GRID)
+    out = tmp_path / "ev"
+    cfg = load_config(overrides={"sim": {"image_height": SIZE, "image_width": SIZE, "max_steps": MAX_STEPS}})
+    s = evaluate(cfg, "expert", out, grid=str(grid), episodes_per_cell=1, workers=1, videos_per_cell=0)
+    rows = {r["cell_id"]: r for r in read_results(out / "results.jsonl")}
+    assert set(rows) == {"nominal", "sequence_length=1", "plan_mode=on"} and s["task"] == "sequence"
+    assert sum(k == "place" for k, *_ in rows["sequence_length=1"]["subtasks"]) == 1
+    assert sum(k == "place" for k, *_ in rows["nominal"]["subtasks"]) == 2
+    assert rows["plan_mode=on"]["plan_mode"] and rows["plan_mode=on"]["instruction"].startswith("in order, play ")
+    assert all(r["success"] and r["completed"] == r["n_subtasks"] for r in rows.values())
+    for axis, level in (("sequence_length", "1"), ("plan_mode", "on")):
+        block = s["per_axis_level"][axis][level]
+        assert block["chain"]["full_success"] == 1.0
+        assert block["chain"]["average_completed"] == rows[f"{axis}={level}"]["n_subtasks"]
+
+
+def test_a_sequence_section_beside_a_sequence_grid_is_one_line(tmp_path: Path, files):
+    grid = tmp_path / "seq.yaml"
+    grid.write_text(SEQUENCE_GRID)
+    out = tmp_path / "ev"
+    p = subprocess.run([sys.executable, "-m", "bomb_data.cli", "eval", "--policy", "expert", "--config",
+                        str(files["config"]), "--grid", str(grid), "--out", str(out), "-q"],
+                       cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                       timeout=300)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: sequence: "), p.stderr
+    assert "sequence grid" in lines[0] and "--sgf" not in lines[0] and not out.exists()
+
+
 # ------------------------------------------------------------------------------------ bad input
 def test_a_bad_sgf_source_is_one_line_and_nothing_is_written(tmp_path: Path, files):
     bad = tmp_path / "bad.sgf"

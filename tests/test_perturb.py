@@ -23,6 +23,7 @@ from bomb_data.perturb.language import (
     parse_target,
     write_instruction,
 )
+from bomb_data.sequence.params import SequenceParams
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = ("nominal", "study", "ablation", "randomized")
@@ -41,6 +42,8 @@ def test_axes_cover_the_issue_and_set_disjoint_fields() -> None:
     # Every EpisodeParams field is reachable by some axis.
     all_fields = {f"{s}.{k}" for s in ("scene", "image", "language")
                   for k in type(getattr(EpisodeParams(), s)).model_fields}
+    # and every sequence field but its board size (a sequence grid varies board_size with the scene's axis)
+    all_fields |= {f"sequence.{k}" for k in SequenceParams.model_fields if k != "board_size"}
     assert all_fields == set(fields)
     study = {a.name for a in AXES.values() if a.study}
     assert {"table_color", "table_texture", "board_reflectivity", "stone_reflectivity", "n_board_stones",
@@ -51,16 +54,20 @@ def test_axes_cover_the_issue_and_set_disjoint_fields() -> None:
 @pytest.mark.parametrize("name", list(AXES))
 def test_axis_nominal_changes_nothing_and_every_preset_is_valid(name: str) -> None:
     axis = AXES[name]
-    g = grid_from_dict({"mode": "one-at-a-time", "axes": {name: {"levels": ["nominal"]}}})
+    task = {"task": "sequence"} if axis.kind == "sequence" else {}  # sequence axes: sequence grids only
+    nominal = EpisodeParams(sequence=SequenceParams()) if task else EpisodeParams()
+    g = grid_from_dict({**task, "mode": "one-at-a-time", "axes": {name: {"levels": ["nominal"]}}})
     assert [c.id for c in g.cells()] == ["nominal"]
-    assert g.cells()[0].params == EpisodeParams()
+    assert g.cells()[0].params == nominal
     for level in axis.presets:
         value = axis.raw_value(level)
         if level == "nominal":
             assert axis.is_nominal(value)
     non_nominal = [lv for lv in [*axis.presets, *axis.choices] if not axis.is_nominal(axis.raw_value(lv))]
+    if name == "sequence_source":  # its levels are SGF paths besides its one preset
+        non_nominal = ["9x9"]
     assert non_nominal, f"{name} has no non-nominal level"
-    g = grid_from_dict({"mode": "one-at-a-time", "axes": {name: {"levels": non_nominal}}})
+    g = grid_from_dict({**task, "mode": "one-at-a-time", "axes": {name: {"levels": non_nominal}}})
     for cell in g.cells()[1:]:
         ch = changes(cell.params)
         assert ch and set(ch) <= set(axis.fields), (cell.id, ch)
@@ -169,7 +176,8 @@ def test_shipped_grids_load(name: str) -> None:
 
 def test_one_at_a_time_covers_each_level_once_with_others_nominal() -> None:
     g = load_grid("ablation")
-    assert set(g.levels) == set(AXES), "ablation must cover every axis"
+    assert set(g.levels) == {a for a, ax in AXES.items() if ax.kind != "sequence"}, \
+        "ablation must cover every axis of the single task"
     cells = g.cells()
     expected = {(a, lv.id) for a, lvs in g.levels.items() for lv in lvs if not lv.nominal}
     got = [(c.axis, c.level) for c in cells[1:]]

@@ -1,10 +1,17 @@
-"""``--policy lerobot:CHECKPOINT_DIR``: a LeRobot (0.4.x) policy checkpoint, run with its own processors.
+"""``--policy lerobot:CHECKPOINT_DIR``: a LeRobot policy checkpoint (0.4.x or 0.3.x), run as its own line runs it.
 
 A checkpoint is the ``pretrained_model`` directory ``lerobot-train`` writes
 (``outputs/train/<run>/checkpoints/<step>/pretrained_model``: ``config.json``, ``model.safetensors``,
-``policy_preprocessor.json``, ``policy_postprocessor.json`` and their state files); the run
-directory, a step directory or ``.../checkpoints/last`` are accepted too. What the checkpoint
-expects is read from ``config.json`` alone (``input_features``), without lerobot, so the evaluator
+and, from lerobot 0.4 on, ``policy_preprocessor.json``, ``policy_postprocessor.json`` and their state
+files); the run directory, a step directory or ``.../checkpoints/last`` are accepted too.
+
+Two lines of checkpoints, told apart by their files: lerobot 0.4 (trained on the v3.0 export)
+normalises in its pre/post-processors; lerobot 0.3 (0.3.3's ``lerobot.scripts.train``, the line that
+reads the v2.1 export) keeps the normalisation inside the model (``normalize_inputs.*`` buffers in
+``model.safetensors``) and has no processor files. Each is loaded by the lerobot of its own line: the
+installed lerobot must match (else one line says which to use, or to serve it from an env that has it).
+
+What the checkpoint expects is read from ``config.json`` alone (``input_features``), without lerobot, so the evaluator
 can build the matching observation and refuse a mismatch in an environment that has no lerobot
 (the model itself then runs behind ``bomb-data serve`` in an environment that has).
 
@@ -15,13 +22,17 @@ Observation mapping (the export's feature names, converters/lerobot.py): an imag
 (``observation.state`` or ``state``) of 8 gets the exports' state (eef position, axis-angle, two
 fingers); the instruction goes under ``task`` (language-conditioned policies tokenize it in their
 preprocessor). Per episode ``reset()``, per step ``select_action`` with the preprocessor before and
-the postprocessor after, as ``lerobot-eval`` does; torch is seeded with the episode's policy seed.
+the postprocessor after (0.4; for 0.3 the model normalises itself), as ``lerobot-eval`` of that line
+does; torch is seeded with the episode's policy seed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import struct
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,9 +63,11 @@ class CheckpointInfo:
     state: dict[str, tuple[int, ...]]  # observation key -> shape
     action_dim: int
     config: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: "0.4" (pre/post-processor files) or "0.3" (normalisation buffers inside the model)
+    line: str = "0.4"
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "lerobot", "checkpoint": str(self.path), "type": self.type,
+        return {"kind": "lerobot", "checkpoint": str(self.path), "type": self.type, "lerobot_line": self.line,
                 "input_features": {**{k: {"type": "VISUAL", "shape": list(v)} for k, v in self.images.items()},
                                    **{k: {"type": "STATE", "shape": list(v)} for k, v in self.state.items()}},
                 "action_dim": self.action_dim,
@@ -88,9 +101,13 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
         raise PolicyError(f"{where}: config.json is not a LeRobot policy config (no 'type' and 'input_features')")
     if not (d / "model.safetensors").is_file():
         raise PolicyError(f"{where}: {d.name} has config.json but no model.safetensors")
-    if not (d / "policy_preprocessor.json").is_file():
-        raise PolicyError(f"{where}: no policy_preprocessor.json: a checkpoint of lerobot < 0.4 (normalisation "
-                          "inside the model); convert it with lerobot 0.4's migrate_policy_normalization script")
+    if (d / "policy_preprocessor.json").is_file():
+        line = "0.4"
+    elif _has_inner_normalisation(d / "model.safetensors"):
+        line = "0.3"
+    else:
+        raise PolicyError(f"{where}: neither policy_preprocessor.json (lerobot 0.4) nor normalisation buffers in "
+                          "model.safetensors (lerobot 0.3): not a checkpoint lerobot-train wrote")
     # a checkpoint trained with --rename_map renames the dataset's keys in its preprocessor: send those
     renamed = {dst: src for src, dst in _rename_map(d / "policy_preprocessor.json").items()}
     images: dict[str, tuple[int, int, int]] = {}
@@ -112,7 +129,33 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
     if adim != 7:
         raise PolicyError(f"{where}: the checkpoint's action has {adim} dimensions; bomb-data executes the 7-D "
                           "canonical action of its exports")
-    return CheckpointInfo(d, cfg["type"], images, state, adim, cfg)
+    return CheckpointInfo(d, cfg["type"], images, state, adim, cfg, line)
+
+
+def _has_inner_normalisation(path: Path) -> bool:
+    """Whether the safetensors file at ``path`` holds lerobot 0.3's ``normalize_inputs.*`` buffers
+    (read from its JSON header; no torch needed). False for an unreadable file."""
+    try:
+        with path.open("rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            if not 0 < n < 100_000_000:
+                return False
+            header = json.loads(f.read(n))
+    except (OSError, ValueError, struct.error, UnicodeDecodeError):
+        return False
+    return isinstance(header, dict) and any(str(k).startswith("normalize_inputs.") for k in header)
+
+
+def installed_lerobot_line() -> str | None:
+    """"0.4", "0.3" (the installed lerobot's minor line, as ``0.MINOR``) or None (not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("lerobot")
+    except PackageNotFoundError:
+        return None
+    parts = v.split(".")
+    return ".".join(parts[:2]) if len(parts) >= 2 else v
 
 
 def _rename_map(path: Path) -> dict[str, str]:
@@ -214,31 +257,60 @@ class LeRobotPolicy:
         self.info = read_checkpoint(path)
         self.name = f"lerobot:{path}"
         self.device = device
+        want = self.info.line
+        serve = ("serve the checkpoint from an environment that has it (bomb-data serve --policy lerobot:DIR "
+                 "--port 8000) and evaluate --policy openpi://HOST:8000")
+        have, missing = installed_lerobot_line(), "no lerobot"
         try:
             import torch
             from lerobot.configs.policies import PreTrainedConfig
-            from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+            from lerobot.policies.factory import get_policy_class
         except ImportError as exc:
-            raise PolicyError(f"policy {self.name}: needs lerobot 0.4 and torch in this environment ({exc}): "
-                              "pip install 'bomb-data[lerobot]', or serve the checkpoint from an environment that "
-                              "has them (bomb-data serve --policy lerobot:DIR --port 8000) and evaluate "
-                              "--policy openpi://HOST:8000") from None
+            have, missing = None, str(exc)
+        if have is None:
+            extra = "pip install 'bomb-data[lerobot]', or " if want == "0.4" else "pip install 'lerobot==0.3.3', or "
+            raise PolicyError(f"policy {self.name}: a checkpoint of lerobot {want}, which needs lerobot {want}.x and "
+                              f"torch in this environment ({missing}): {extra}{serve}") from None
+        if have != want:
+            hint = ("or convert it to 0.4 with lerobot 0.4's migrate_policy_normalization script"
+                    if want == "0.3" else "or retrain it with this line")
+            raise PolicyError(f"policy {self.name}: a checkpoint of lerobot {want} (trained on the "
+                              f"{'v2.1' if want == '0.3' else 'v3.0'} export's line), this environment has lerobot "
+                              f"{have}: {serve}, {hint}")
         self._torch = torch
         d = str(self.info.path)
         try:
-            cfg = PreTrainedConfig.from_pretrained(d)
-            cfg.device = device
-            if getattr(cfg, "pretrained_backbone_weights", None):
-                cfg.pretrained_backbone_weights = None  # the checkpoint holds the weights: download nothing
-            self.model = get_policy_class(cfg.type).from_pretrained(d, config=cfg)
-            self.model.eval()
-            self.pre, self.post = make_pre_post_processors(
-                cfg, pretrained_path=d, preprocessor_overrides={"device_processor": {"device": device}},
-                postprocessor_overrides={"device_processor": {"device": "cpu"}})
+            # lerobot prints ("Loading weights from local directory") to stdout, which holds eval's JSON brief
+            with contextlib.redirect_stdout(sys.stderr):
+                self._load(PreTrainedConfig, get_policy_class, d, device, want)
         except Exception as exc:  # draccus/lerobot/torch raise many kinds; one line for the user
             first = (str(exc).strip().splitlines() or [""])[0][:200]
             raise PolicyError(f"policy {self.name}: lerobot cannot load this checkpoint (type {self.info.type!r}): "
                               f"{type(exc).__name__}: {first}") from None
+
+    def _load(self, config_cls: Any, get_policy_class: Any, d: str, device: str, line: str) -> None:
+        cfg = config_cls.from_pretrained(d)
+        cfg.device = device
+        if getattr(cfg, "pretrained_backbone_weights", None):
+            cfg.pretrained_backbone_weights = None  # the checkpoint holds the weights: download nothing
+        self.model = get_policy_class(cfg.type).from_pretrained(d, config=cfg)
+        self.model.eval()
+        if line == "0.4":
+            from lerobot.policies.factory import make_pre_post_processors
+
+            self.pre, self.post = make_pre_post_processors(
+                cfg, pretrained_path=d, preprocessor_overrides={"device_processor": {"device": device}},
+                postprocessor_overrides={"device_processor": {"device": "cpu"}})
+        else:  # 0.3: the model normalises its inputs and unnormalises its action; lerobot 0.3's eval
+            # moves the batch to the device and hands it over as it is
+            self.pre, self.post = self._to_device, self._identity
+
+    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {k: v.to(self.device) if hasattr(v, "to") else v for k, v in batch.items()}
+
+    @staticmethod
+    def _identity(x: Any) -> Any:
+        return x
 
     def fork(self) -> LeRobotPolicy:
         """A policy with its own episode state (action queue, observation history) and the same

@@ -171,9 +171,11 @@ class RobomimicPolicy:
         self.info = read_checkpoint(path)
         self.name = f"robomimic:{path}"
         try:
-            import robomimic.utils.file_utils as file_utils
-            import robomimic.utils.obs_utils as obs_utils
-            import torch
+            # robomimic prints a macro-file warning on import: eval's stdout is its JSON brief
+            with contextlib.redirect_stdout(sys.stderr):
+                import robomimic.utils.file_utils as file_utils
+                import robomimic.utils.obs_utils as obs_utils
+                import torch
         except ImportError as exc:
             raise PolicyError(f"policy {self.name}: needs robomimic 0.3 and torch in this environment ({exc}): "
                               "serve the checkpoint from an environment that has them (bomb-data serve --policy "

@@ -43,22 +43,8 @@ def sequence_config(cfg: Any, grid: Any) -> Any:
         ConfigError: one line (a malformed SGF, another board size, an illegal move, a game too short,
             a ``sequence:`` section beside a sequence grid).
     """
-    try:
-        from ..sequence.check import sequence_run
-    except ImportError:  # before sequence grids: the configuration's sequence for every cell
-        sequence_run = None
-    if sequence_run is None:
-        from ..sequence.rules import sequence_from_sgf, sgf_files
+    from ..sequence.check import sequence_run
 
-        sp = cfg.sequence
-        if sp.source == "sgf":
-            if not sp.sgf:
-                raise ConfigError("sequence.sgf: expected an .sgf file or a directory for source: sgf, given none")
-            sizes = {sp.board_size} if sp.board_size else {c.params.scene.board_size for c in grid.cells()}
-            for f in sgf_files(sp.sgf):
-                for n in sorted(sizes):
-                    sequence_from_sgf(f, n, sp.move_number, sp.length)
-        return cfg.model_copy(update={"task": "sequence"})
     if cfg.generate.fixed_horizon is not None:  # a generation setting; eval never pads episodes
         cfg = cfg.model_copy(update={"generate": cfg.generate.model_copy(update={"fixed_horizon": None})})
     try:

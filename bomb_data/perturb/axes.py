@@ -5,6 +5,10 @@ An axis is one thing a grid may vary: a name, what it changes (``scene``, ``imag
 a grid may give instead of a name (numbers, vectors or choices, with ranges kept moderate so the
 scripted expert still succeeds and the cameras keep the whole board in view).
 
+Axes of kind ``sequence`` set ``SequenceParams`` fields (``EpisodeParams.sequence``); only a sequence
+grid (``task: sequence``) may list them, and their nominal level is the grid's own ``sequence:``
+section (docs/sequences.md).
+
 A level in a grid file is either a name from the axis' presets (``high``), a raw value (``45``,
 ``[1.2, 1.0, 0.8]``, ``cloth``), or ``{name: NAME, value: VALUE}`` to name a raw value. Resolving
 a level gives its id (the name, or the value written compactly) and the updates it makes to the
@@ -20,11 +24,13 @@ from typing import Any, Literal
 
 from ..errors import ConfigError
 from ..params import EpisodeParams
+from ..sequence.params import SequenceParams
 
-Kind = Literal["scene", "image", "language"]
-ValueKind = Literal["float", "int", "vector", "choice", "bool", "optional_int"]
+Kind = Literal["scene", "image", "language", "sequence"]
+ValueKind = Literal["float", "int", "vector", "choice", "bool", "optional_int", "text"]
 
 NOMINAL = EpisodeParams()
+NOMINAL_SEQUENCE = SequenceParams()
 
 
 def _fmt_number(v: float) -> str:
@@ -119,6 +125,10 @@ class Axis:
             if isinstance(level, str) and level in self.choices:
                 return level
             raise self._bad(where, level)
+        if vk == "text":
+            if isinstance(level, str) and level.strip() and "," not in level and "=" not in level:
+                return level
+            raise self._bad(where, level)
         if vk == "bool":
             if isinstance(level, bool):
                 return level
@@ -155,7 +165,7 @@ class Axis:
     def is_nominal(self, value: Any) -> bool:
         """True when the raw value leaves ``EpisodeParams()`` unchanged."""
         for section, fields in self.updates(value).items():
-            current = getattr(NOMINAL, section)
+            current = NOMINAL_SEQUENCE if section == "sequence" else getattr(NOMINAL, section)
             for k, v in fields.items():
                 if _norm(getattr(current, k)) != _norm(v):
                     return False
@@ -181,7 +191,7 @@ def _nominal(*dotted: str) -> Any:
     vals = []
     for d in dotted:
         section, name = d.split(".")
-        vals.append(getattr(getattr(NOMINAL, section), name))
+        vals.append(getattr(NOMINAL_SEQUENCE if section == "sequence" else getattr(NOMINAL, section), name))
     return vals[0] if len(vals) == 1 else tuple(vals)
 
 
@@ -287,6 +297,26 @@ _AXES: list[Axis] = [
           ("scene.board_size",), "int", {"small": 3, "medium": 7, "large": 9}, bounds=((3, 19),)),
     _axis("stone_color", "scene", "colour of the stone to place", ("scene.stone_color",), "choice", {},
           choices=("black", "white")),
+    # ---------------------------------------------------------------- Go sequences (task: sequence grids)
+    _axis("sequence_length", "sequence", "K: moves of the sequence to play", ("sequence.length",), "int",
+          {"one": 1, "short": 3, "long": 8}, bounds=((1, 12),)),
+    _axis("capture_bias", "sequence",
+          "generated play: probability that a move captures (else ataris) when one can (captures frequency)",
+          ("sequence.capture_bias",), "float", {"none": 0.0, "some": 0.5, "frequent": 0.9}, bounds=((0.0, 1.0),)),
+    _axis("move_number", "sequence", "moves of the game before the start position (board fullness)",
+          ("sequence.move_number",), "int", {"opening": 0, "early": 10, "middle": 20, "late": 30},
+          bounds=((0, 300),)),
+    _axis("plan_mode", "sequence", "the whole plan as one instruction (B D4, W C3, ...) instead of per subtask",
+          ("sequence.plan_mode",), "bool", {"on": True, "off": False}),
+    _axis("sequence_source", "sequence",
+          "where the moves come from: generated (seeded play) or an SGF file or directory (a path, or one "
+          "under the shipped bomb_data/configs/sgf/)", ("sequence.source", "sequence.sgf"), "text",
+          {"nominal": "generated"}, to_fields=lambda v: {"sequence.source": "generated", "sequence.sgf": None}
+          if v == "generated" else {"sequence.source": "sgf", "sequence.sgf": v}),
+    _axis("rule_instruction", "sequence",
+          "the first move named by what it must do (capture the stones in atari / save the group in atari), "
+          "the position chosen so that exactly one move does it", ("sequence.rule_instruction",), "choice", {},
+          choices=("none", "capture", "save")),
 ]
 
 AXES: dict[str, Axis] = {a.name: a for a in _AXES}

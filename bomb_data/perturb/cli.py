@@ -47,16 +47,18 @@ def list_cmd(as_json: bool) -> None:
     try:
         for name in list_grids():
             g = load_grid(name)
-            rows.append({"name": name, "mode": g.mode, "cells": len(g.cells()), "axes": len(g.levels),
+            rows.append({"name": name, "task": g.task, "mode": g.mode, "cells": len(g.cells()), "axes": len(g.levels),
                          "hash": g.hash, "description": g.spec.description})
     except BombDataError as exc:
         _fail(exc)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'name':<12} {'mode':<14} {'axes':>4} {'cells':>5}  description")
+    w = max([12, *(len(r["name"]) for r in rows)])
+    click.echo(f"{'name':<{w}} {'task':<8} {'mode':<14} {'axes':>4} {'cells':>5}  description")
     for r in rows:
-        click.echo(f"{r['name']:<12} {r['mode']:<14} {r['axes']:>4} {r['cells']:>5}  {r['description']}")
+        click.echo(f"{r['name']:<{w}} {r['task']:<8} {r['mode']:<14} {r['axes']:>4} {r['cells']:>5}  "
+                   f"{r['description']}")
 
 
 @grid.command(name="axes")
@@ -85,7 +87,12 @@ def _line_spacing(g: Any, d: dict[str, Any], config_path: Path | None, size: int
     over = {"sim": {"image_height": size, "image_width": size}} if size else None
     sim = load_config(config_path, overrides=over).sim
     for row, cell in zip(d["cells"], g.cells()):
-        lo, med = agentview_line_spacing_px(sim, cell.params.scene)
+        scene = cell.params.scene
+        if cell.params.sequence is not None:  # the board the sequence is played on
+            from ..sequence.check import sequence_board_size
+
+            scene = scene.model_copy(update={"board_size": sequence_board_size(cell.params)})
+        lo, med = agentview_line_spacing_px(sim, scene)
         row["line_spacing_px"] = {"min": round(lo, 1), "median": round(med, 1)}
     return sim.image_height, sim.image_width
 
@@ -113,9 +120,13 @@ def show_cmd(name: str, as_json: bool, config_path: Path | None, size: int | Non
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
-    click.echo(f"grid {d['name']}: mode {d['mode']}, {len(d['cells'])} cells, hash {d['hash']}")
+    click.echo(f"grid {d['name']}: task {d['task']}, mode {d['mode']}, {len(d['cells'])} cells, hash {d['hash']}")
     if d["description"]:
         click.echo(f"  {d['description']}")
+    if g.sequence is not None:
+        nominal = ", ".join(f"{k}={_fmt(v)}" for k, v in d["sequence"].items())
+        click.echo(f"  nominal sequence: {nominal} (px/line: the single task's framing of that board; the "
+                   "bowls and lid put the camera slightly farther)")
     click.echo(f"  px/line: pixels between neighbouring board lines in the {h}x{w} agentview picture, "
                "smallest/median (docs/perturbations.md recommends an image size per board size)")
     if g.mode == "random":

@@ -3,6 +3,7 @@
 A grid file (shipped ``bomb_data/configs/grids/NAME.yaml``, or any path) looks like::
 
     description: one line for people
+    task: place                  # place (default) | sequence: the task family of every cell
     mode: one-at-a-time          # nominal | one-at-a-time | full | random
     max_cells: 1000              # full: refuse a factorial with more cells than this
     heldout_rate: 0.1            # random: fraction of episodes that use a held-out level
@@ -22,6 +23,15 @@ Modes:
   probability ``heldout_rate`` one axis that has held-out levels takes one of them instead (the
   episode is then held out). ``cells()`` lists the levels sampled from, one cell per level (for
   previews and ``grid show``); episodes are not run per listed cell.
+
+A sequence grid (``task: sequence``) also has a ``sequence:`` section, the nominal
+``SequenceParams`` of its cells (docs/sequences.md), and may list the ``sequence`` axes
+(``sequence_length``, ``capture_bias``, ``move_number``, ``plan_mode``, ``sequence_source``); every
+cell's ``params.sequence`` is then the whole ``SequenceParams`` of its episodes. A place grid may not
+list them, and a sequence grid may not list the axes a game decides (``n_board_stones``,
+``stone_layout``, ``stone_color``, ``active_stone_position``). Every sequence a sequence grid can
+make (every cell; in random mode every combination of its sequence and ``board_size`` levels) is
+checked when it loads (``bomb_data.sequence.check``).
 
 Episode k's parameters depend only on (seed, k, grid content): in the enumerated modes episode k
 uses cell ``k mod n_cells``; in random mode the draw uses ``SeedSequence([seed, grid_hash32, k])``.
@@ -47,7 +57,8 @@ from .._resources import shipped
 from .._yaml import read_yaml
 from ..errors import ConfigError
 from ..params import MIN_EMPTY_POINTS, EpisodeParams, check_room
-from .axes import NOMINAL, get_axis
+from ..sequence.params import SequenceParams
+from .axes import NOMINAL, NOMINAL_SEQUENCE, get_axis
 
 if TYPE_CHECKING:
     from importlib.abc import Traversable
@@ -78,6 +89,8 @@ class GridSpec(StrictFrozen):
 
     name: str | None = None
     description: str = ""
+    task: Literal["place", "sequence"] = Field("place", description="task family of every cell")
+    sequence: dict[str, Any] | None = Field(None, description="task: sequence: the cells' nominal SequenceParams")
     mode: Mode
     max_cells: int = Field(1000, ge=1, le=1_000_000, description="full: the largest factorial accepted")
     heldout_rate: float = Field(0.0, ge=0, le=1, description="random: fraction of held-out episodes")
@@ -125,14 +138,18 @@ def _to_jsonable(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v
 
 
-def compose(levels: list[Level], where: str) -> EpisodeParams:
-    """Nominal ``EpisodeParams`` updated by the levels (disjoint fields), validated.
+def compose(levels: list[Level], where: str, sequence: SequenceParams | None = None) -> EpisodeParams:
+    """Nominal ``EpisodeParams`` updated by the levels (disjoint fields), validated; with ``sequence``
+    (a sequence grid's nominal sequence) its ``sequence`` is that updated by the sequence levels.
 
     Raises:
         ConfigError: the combination is impossible (e.g. more stones than the board holds with the
-            default ``sim.min_empty_points`` intersections left empty).
+            default ``sim.min_empty_points`` intersections left empty, or a sequence that cannot be
+            played: ``bomb_data.sequence.check``).
     """
     data = NOMINAL.model_dump()
+    if sequence is not None:
+        data["sequence"] = sequence.model_dump()
     for lv in levels:
         for section, fields in get_axis(lv.axis).updates(lv.value).items():
             data[section].update(fields)
@@ -143,15 +160,20 @@ def compose(levels: list[Level], where: str) -> EpisodeParams:
 
         raise ConfigError(format_validation_error(exc, where)) from None
     check_room(p.scene.board_size, p.scene.n_board_stones, MIN_EMPTY_POINTS, where)
+    if p.sequence is not None:
+        from ..sequence.check import check_sequence, sequence_board_size
+
+        check_sequence(p.sequence, sequence_board_size(p), where)
     return p
 
 
-def _cell(levels: list[Level], where: str, axis: str | None = None, every_axis: bool = False) -> Cell:
+def _cell(levels: list[Level], where: str, axis: str | None = None, every_axis: bool = False,
+          sequence: SequenceParams | None = None) -> Cell:
     """The cell of ``levels``; ``every_axis``: they are one level of each axis of the grid (``grid_levels``)."""
     active = [lv for lv in levels if not lv.nominal]
     cid = ",".join(f"{lv.axis}={lv.id}" for lv in active) or NOMINAL_ID
     one = active[0] if axis is not None and active else None
-    return Cell(id=cid, params=compose(active, f"{where}: cell {cid}"), axis=one.axis if one else None,
+    return Cell(id=cid, params=compose(active, f"{where}: cell {cid}", sequence), axis=one.axis if one else None,
                 level=one.id if one else None, heldout=any(lv.heldout for lv in levels),
                 levels=tuple((lv.axis, lv.id) for lv in active),
                 grid_levels=tuple((lv.axis, lv.id) for lv in levels) if every_axis else ())
@@ -178,17 +200,37 @@ class Grid:
         if spec.mode != "nominal" and not spec.axes:  # else silently one nominal cell
             raise ConfigError(f"{where}: axes: expected at least one axis in mode {spec.mode}, given none "
                               "(mode: nominal is the nominal episode alone)")
+        self.task: str = spec.task
+        self.sequence: SequenceParams | None = _sequence_base(spec, where)
         self.levels: dict[str, list[Level]] = {}
         for axis_name, aspec in spec.axes.items():
-            self.levels[axis_name] = self._resolve_axis(axis_name, aspec, f"{where}: axes")
+            self._check_task(axis_name, f"{where}: axes.{axis_name}")
+            self.levels[axis_name] = self._resolve_axis(axis_name, aspec, f"{where}: axes", self.sequence)
         self.hash = self._content_hash()
         self.hash32 = int(self.hash[:8], 16)
         self._cells: list[Cell] | None = None
         self._check(where)
 
     # ---------------------------------------------------------------------------------- loading
+    def _check_task(self, axis_name: str, where: str) -> None:
+        """Refuse an axis the grid's task family does not have (one line)."""
+        from ..sequence.check import PLACE_ONLY_AXES
+
+        axis = get_axis(axis_name, where.rsplit(".", 1)[0])
+        if self.task == "place" and axis.kind == "sequence":
+            raise ConfigError(f"{where}: a sequence axis, expected task: sequence in the grid file (this grid's "
+                              "task is place)")
+        if self.task == "sequence" and axis_name in PLACE_ONLY_AXES:
+            raise ConfigError(f"{where}: decided by the game in a sequence grid (task: sequence); vary "
+                              "move_number or sequence_source instead")
+        if self.task == "sequence" and axis_name == "board_size" and self.sequence is not None \
+                and self.sequence.board_size is not None:
+            raise ConfigError(f"{where}: the grid's sequence.board_size ({self.sequence.board_size}) replaces the "
+                              "scene's board size in every cell; set sequence.board_size: null to vary it")
+
     @staticmethod
-    def _resolve_axis(axis_name: str, aspec: AxisSpec, where: str) -> list[Level]:
+    def _resolve_axis(axis_name: str, aspec: AxisSpec, where: str,
+                      sequence: SequenceParams | None = None) -> list[Level]:
         axis = get_axis(axis_name, where)
         out: list[Level] = []
         seen: set[str] = set()
@@ -201,7 +243,9 @@ class Grid:
             if lid in seen:
                 raise ConfigError(f"{w}: expected distinct levels, given {lid!r} twice")
             seen.add(lid)
-            out.append(Level(axis=axis_name, id=lid, value=value, heldout=False, nominal=axis.is_nominal(value)))
+            nominal = (_sequence_nominal(axis.updates(value), sequence) if axis.kind == "sequence" and sequence
+                       else axis.is_nominal(value))
+            out.append(Level(axis=axis_name, id=lid, value=value, heldout=False, nominal=nominal))
         ids = [lv.id for lv in out]
         held = []
         for h in aspec.heldout:
@@ -222,6 +266,9 @@ class Grid:
             content["max_cells"] = self.spec.max_cells
         if self.spec.mode == "random":
             content["heldout_rate"] = self.spec.heldout_rate
+        if self.sequence is not None:  # (place grids hash as before)
+            content["task"] = self.task
+            content["sequence"] = self.sequence.model_dump(mode="json")
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
     def _check(self, where: str) -> None:
@@ -246,6 +293,12 @@ class Grid:
             if stones and sizes:
                 worst = [max(stones, key=lambda lv: lv.value), min(sizes, key=lambda lv: lv.value)]
                 compose(worst, f"{where}: combination {worst[0].axis}={worst[0].id},{worst[1].axis}={worst[1].id}")
+            if self.sequence is not None:  # episodes combine levels: every sequence they can make
+                rel = [lvs for a, lvs in self.levels.items() if a == "board_size" or get_axis(a).kind == "sequence"]
+                for combo in itertools.product(*rel):
+                    active = [lv for lv in combo if not lv.nominal]
+                    ids = ",".join(f"{lv.axis}={lv.id}" for lv in active) or NOMINAL_ID
+                    compose(active, f"{where}: combination {ids}", self.sequence)
         self.cells()  # validates every cell
 
     # ------------------------------------------------------------------------------------ cells
@@ -260,15 +313,16 @@ class Grid:
         where = f"grid {self.source}"
         mode = self.spec.mode
         cells: list[Cell] = []
+        sq = self.sequence
         if mode in ("nominal", "one-at-a-time", "random"):
-            cells.append(_cell([], where))
+            cells.append(_cell([], where, sequence=sq))
             for lvs in self.levels.values():
                 for lv in lvs:
                     if not lv.nominal:
-                        cells.append(_cell([lv], where, axis=lv.axis))
+                        cells.append(_cell([lv], where, axis=lv.axis, sequence=sq))
         else:  # full
             for combo in itertools.product(*self.levels.values()):
-                cells.append(_cell(list(combo), where, every_axis=True))
+                cells.append(_cell(list(combo), where, every_axis=True, sequence=sq))
         seen: dict[str, int] = {}
         for c in cells:
             if c.id in seen:
@@ -321,37 +375,66 @@ class Grid:
         for a, lvs in self.levels.items():
             pool = [lv for lv in lvs if lv.heldout == (a == heldout_axis)]
             chosen.append(pool[int(rng.integers(len(pool)))])
-        c = _cell(chosen, f"grid {self.source}", every_axis=True)
+        c = _cell(chosen, f"grid {self.source}", every_axis=True, sequence=self.sequence)
         return c, c.params
 
     # ---------------------------------------------------------------------------------- reports
     def describe(self) -> dict[str, Any]:
         """JSON-ready description: name, mode, hash, axes with levels, and every cell's changes."""
-        return {
+        out = {
             "name": self.name,
             "description": self.spec.description,
+            "task": self.task,
             "mode": self.mode,
             "hash": self.hash,
             "heldout_rate": self.spec.heldout_rate if self.mode == "random" else None,
             "axes": {a: [{"id": lv.id, "value": _to_jsonable(lv.value), "heldout": lv.heldout, "nominal": lv.nominal}
                          for lv in lvs] for a, lvs in self.levels.items()},
-            "cells": [{"id": c.id, "heldout": c.heldout, "changes": changes(c.params)} for c in self.cells()],
+            "cells": [{"id": c.id, "heldout": c.heldout, "changes": changes(c.params, self.sequence)}
+                      for c in self.cells()],
         }
+        if self.sequence is not None:
+            out["sequence"] = self.sequence.model_dump(mode="json")
+        return out
 
     def __repr__(self) -> str:
         return f"Grid({self.name!r}, mode={self.mode!r}, cells={len(self.cells())}, hash={self.hash})"
 
 
-def changes(p: EpisodeParams) -> dict[str, Any]:
-    """Dotted field -> value for every field of ``p`` that differs from the nominal episode."""
+def changes(p: EpisodeParams, sequence: SequenceParams | None = None) -> dict[str, Any]:
+    """Dotted field -> value for every field of ``p`` that differs from the nominal episode (its
+    ``sequence`` fields: from ``sequence``, a sequence grid's nominal, else ``SequenceParams()``)."""
     out: dict[str, Any] = {}
-    for section in ("scene", "image", "language"):
-        cur, nom = getattr(p, section), getattr(NOMINAL, section)
+    for section in ("scene", "image", "language", "sequence"):
+        cur = getattr(p, section)
+        if cur is None:
+            continue
+        nom = (sequence or NOMINAL_SEQUENCE) if section == "sequence" else getattr(NOMINAL, section)
         for k in type(cur).model_fields:
             v = getattr(cur, k)
             if v != getattr(nom, k):
                 out[f"{section}.{k}"] = _to_jsonable(v)
     return out
+
+
+def _sequence_base(spec: GridSpec, where: str) -> SequenceParams | None:
+    """A sequence grid's nominal ``SequenceParams`` (its ``sequence:`` section); None for a place grid."""
+    if spec.task == "place":
+        if spec.sequence is not None:
+            raise ConfigError(f"{where}: sequence: expected only in a grid with task: sequence, given it in a "
+                              "place grid")
+        return None
+    try:
+        return SequenceParams.model_validate(spec.sequence or {})
+    except ValidationError as exc:
+        from ..config import format_validation_error
+
+        raise ConfigError(format_validation_error(exc, f"{where}: sequence")) from None
+
+
+def _sequence_nominal(updates: dict[str, dict[str, Any]], base: SequenceParams) -> bool:
+    """A sequence level leaves the grid's nominal sequence unchanged."""
+    return all(getattr(base, k) == v for k, v in updates.get("sequence", {}).items())
 
 
 def list_grids(directory: Path | Traversable = GRIDS_DIR) -> list[str]:

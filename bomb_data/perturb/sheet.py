@@ -25,7 +25,12 @@ def render_cells(grid: Grid, cfg: BombConfig, seed: int = 0,
     """Reset the environment once per cell with the same episode seed; (cell, agentview, instruction)."""
     from ..env import GoPlaceEnv
 
-    env = GoPlaceEnv(cfg)
+    if grid.task == "sequence":  # its cells' params carry the sequence
+        from ..sequence.env import GoSequenceEnv
+
+        env: GoPlaceEnv = GoSequenceEnv(cfg)
+    else:
+        env = GoPlaceEnv(cfg)
     out = []
     try:
         for cell in cells if cells is not None else grid.cells():
@@ -43,7 +48,8 @@ def _caption(cell: Cell, instruction: str, chars: int) -> list[str]:
         lines = textwrap.wrap(cell.id.replace(",", ", "), chars)[:2] or [cell.id]
         if cell.heldout:
             lines.append("(heldout)")
-    kind_language = cell.axis is not None and any(k.startswith("language.") for k in _changed_fields(cell))
+    kind_language = cell.axis is not None and any(k.startswith(("language.", "sequence."))
+                                                  for k in _changed_fields(cell))
     if kind_language:
         lines += textwrap.wrap(f'"{instruction}"', chars)[:3]
     return [ln[:chars] for ln in lines]

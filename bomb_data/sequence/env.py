@@ -60,8 +60,9 @@ def draw_sequence(sp: SequenceParams, board_size: int, rng: np.random.Generator)
         if not sp.sgf:
             raise ConfigError("sequence.sgf: expected an .sgf file or a directory for source: sgf, given none")
         files = sgf_files(sp.sgf)
-        return sequence_from_sgf(files[int(rng.integers(len(files)))], board_size, sp.move_number, sp.length)
-    return generate_sequence(rng, board_size, sp.move_number, sp.length, sp.capture_bias)
+        return sequence_from_sgf(files[int(rng.integers(len(files)))], board_size, sp.move_number, sp.length,
+                                 sp.rule_instruction)
+    return generate_sequence(rng, board_size, sp.move_number, sp.length, sp.capture_bias, sp.rule_instruction)
 
 
 class _LidCheck:
@@ -111,7 +112,9 @@ class GoSequenceEnv(GoPlaceEnv):
             and ``stone_color`` are decided by the sequence, not used; ``sequence.board_size``, when
             set, replaces ``params.scene.board_size``).
         sequence: default ``SequenceParams``; ``reset(options={"sequence": ...})`` overrides them for one
-            episode, ``options={"game": GoSequence}`` gives the sequence itself.
+            episode, as does ``options["params"].sequence`` (a sequence grid cell's) when no ``sequence``
+            option is given; ``options={"game": GoSequence}`` gives the sequence itself. The episode's
+            ``params.sequence`` is the ``SequenceParams`` it used.
     """
 
     def __init__(self, config: BombConfig | SimConfig | None = None, params: EpisodeParams | None = None,
@@ -127,8 +130,9 @@ class GoSequenceEnv(GoPlaceEnv):
         gym.Env.reset(self, seed=seed)
         options = options or {}
         p = self._episode_params(options)
-        sp = _sequence_params(options.get("sequence") or self.default_sequence)
+        sp = _sequence_params(options.get("sequence") or p.sequence or self.default_sequence)
         rng = episode_generators(self.np_random)
+        p = p.model_copy(update={"sequence": sp})  # what the episode plays, recorded with its parameters
         if sp.board_size is not None:
             p = p.model_copy(update={"scene": p.scene.model_copy(update={"board_size": sp.board_size})})
         n = p.scene.board_size

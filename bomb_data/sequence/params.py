@@ -22,3 +22,6 @@ class SequenceParams(StrictFrozen):
                                                                 "(else an atari) when one is legal")
     plan_mode: bool = Field(False, description="the whole plan as the instruction, instead of the current "
                                                "subtask's")
+    rule_instruction: Literal["none", "capture", "save"] = Field(
+        "none", description="the first move instructed by what it must do (capture the stones in atari, save the "
+                            "group in atari) instead of where; only when exactly one move does it")

@@ -33,7 +33,9 @@ def rollout_sequence_expert(env: Any, cfg: BombConfig, params: EpisodeParams, se
                           "sequence does)")
     t0 = time.perf_counter()
     expert = SequenceExpert(cfg.expert, control_hz=cfg.sim.control_hz)
-    obs, info = env.reset(seed=seed, options={"params": params, "sequence": cfg.sequence})
+    # a sequence grid's cell carries the sequence; a place grid's cells use the configuration's
+    sp = params.sequence or cfg.sequence
+    obs, info = env.reset(seed=seed, options={"params": params, "sequence": sp})
     r_expert, r_noise = expert_rngs(seed)
     expert.reset(info, r_expert)
     noise = cfg.expert.action_noise_std
@@ -96,7 +98,12 @@ def rollout_sequence_expert(env: Any, cfg: BombConfig, params: EpisodeParams, se
         "failed_subtask": info.get("failed_subtask"),
         "plan_mode": bool(sp.plan_mode),
         "sequence": {"source": sp.source, "sgf": game.source if sp.source == "sgf" else None,
-                     "move_number": game.move_number, "length": len(game.moves), "capture_bias": sp.capture_bias},
+                     "move_number": game.move_number, "length": len(game.moves), "capture_bias": sp.capture_bias,
+                     "rule_instruction": sp.rule_instruction,
+                     # the rule-derived first move as the rules resolved it (its place subtask targets it)
+                     "rule": None if game.rule is None else {
+                         "kind": game.rule.kind, "color": game.rule.color, "target_color": game.rule.target_color,
+                         "stones": [list(q) for q in game.rule.stones], "point": list(game.rule.point)}},
         "initial_position": [[r, c, col] for (r, c), col in sorted(game.initial.items())],
         "final_position": [[r, c, col] for (r, c), col in sorted(game.final.items())],
     }

@@ -1,4 +1,5 @@
-"""Observation equivalence of ``lerobot:`` (issue 24), run inside the lerobot30 side env.
+"""Observation equivalence of ``lerobot:`` (issue 24), run inside a side env with lerobot: lerobot30
+(0.4, v3.0 datasets), lerobot21_train (0.3.3, v2.1 datasets) or lerobot30_sim.
 
 The evaluator's first observation of an episode (adapted by bomb-data in the main venv, saved as
 NPZ: exactly what ``eval`` sends the policy) and the first frame of the same episode in the
@@ -40,15 +41,21 @@ def main() -> None:
         obs = {k: z[k] for k in z.files}
     obs["task"] = str(obs["task"])
     ds = LeRobotDataset("bomb/go_export", root=root, video_backend="pyav")
-    start = int(ds.meta.episodes[ep]["dataset_from_index"])
+    if hasattr(ds, "episode_data_index"):  # lerobot 0.3 (format v2.1)
+        start = int(ds.episode_data_index["from"][ep])
+    else:  # lerobot 0.4 (format v3.0)
+        start = int(ds.meta.episodes[ep]["dataset_from_index"])
     item = ds[start]
     assert int(item["frame_index"]) == 0 and int(item["episode_index"]) == ep
     b_ds = {k: item[k].unsqueeze(0) for k in (*pol.info.images, *pol.info.state)}
     b_ds["task"] = [item["task"]]
     b_ev = pol.batch(obs)
-    out: dict = {"task_eval": obs["task"], "task_dataset": item["task"], "images": {}, "state": {}}
+    out: dict = {"line": pol.info.line, "task_eval": obs["task"], "task_dataset": item["task"], "images": {},
+                 "state": {}}
+    # the checkpoint's own preprocessing: its preprocessor (0.4) or the model's normalize_inputs (0.3)
+    pre = pol.pre if pol.info.line == "0.4" else (lambda b: pol.model.normalize_inputs(pol.pre(b)))
     with torch.inference_mode():
-        p_ev, p_ds = pol.pre(dict(b_ev)), pol.pre(dict(b_ds))
+        p_ev, p_ds = pre(dict(b_ev)), pre(dict(b_ds))
     for k in pol.info.images:
         e, d = b_ev[k][0].numpy(), b_ds[k][0].numpy()
         out["images"][k] = {
