@@ -287,6 +287,9 @@ def info(store: Path, as_json: bool, thumbnails: Path | None) -> None:
         "created": s.description.get("created"),
         "size_bytes": s.size_bytes(),
     }
+    from .store.overview import store_overview
+
+    summary.update(store_overview(s.description, eps))  # task, sequences (K distribution), view at reset
     if thumbnails is not None:
         from .preview import contact_sheet
 

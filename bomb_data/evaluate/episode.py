@@ -2,7 +2,8 @@
 settle, then query the policy and step its action chunks until the episode ends; measure.
 
 The environment, perturbations and success check are the ones generation uses
-(``bomb_data.env.GoPlaceEnv``); this module only drives the loop and measures.
+(``bomb_data.env.GoPlaceEnv``, or ``GoSequenceEnv`` with CALVIN's chain protocol:
+``bomb_data.evaluate.sequence``); this module only drives the loop and measures.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .adapt import AdapterConfig, adapt_observation, to_action_chunk
 from .plan import EpisodeSpec
 from .policies import NOOP_ACTION
 from .protocol import EpisodeStart, PolicyFailure, policy_seed
+from .sequence import chain_tracker
 from .video import outcome_caption, video_frame, write_episode_video
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,7 @@ def run_episode(env: Any, policy: Any, adapter: AdapterConfig, ep: EpisodeSpec, 
     if ep.source_index is not None:
         row["source_index"], row["source_success"] = ep.source_index, ep.source_success
     opts: dict[str, Any] = {"params": EpisodeParams.model_validate(ep.params)}
-    if ep.target is not None:
+    if ep.target is not None and getattr(env, "subtasks", None) is None:  # (a sequence's game sets its targets)
         opts["target"] = ep.target
     try:
         obs, info = env.reset(seed=ep.seed, options=opts)
@@ -56,6 +58,7 @@ def run_episode(env: Any, policy: Any, adapter: AdapterConfig, ep: EpisodeSpec, 
     row.update(target=list(info["target"]), board_size=n_board, instruction=info["instruction"],
                convention=info["convention"])
     row.update(env.reset_view)  # what the agentview picture showed of the board at reset (docs/perturbations.md)
+    chain = chain_tracker(env)  # a GoSequence episode: CALVIN's chain protocol (evaluate/sequence.py)
     frames: list[np.ndarray] = []
     seen: list[np.ndarray] = []  # the images of the policy's last query, for the video
     seen_names: list[str] = []
@@ -92,6 +95,8 @@ def run_episode(env: Any, policy: Any, adapter: AdapterConfig, ep: EpisodeSpec, 
             t_env += time.perf_counter() - t0
             steps += 1
             done = term or trunc
+            if chain is not None and chain.step(info):
+                queue.clear()  # a subtask succeeded: the next instruction, so a new query
     except PolicyFailure as exc:
         row.update(status="error", failure_reason="policy_error", error=str(exc), error_kind=exc.kind)
         log.warning("episode %s: policy error %s", ep.episode_id, exc)
@@ -116,6 +121,8 @@ def run_episode(env: Any, policy: Any, adapter: AdapterConfig, ep: EpisodeSpec, 
         seconds=round(time.perf_counter() - t_start, 3),
         video=None,
     )
+    if chain is not None:
+        row.update(chain.row_fields(info, spacing))
     if ep.record_video and frames and out_dir is not None:
         footer, color = outcome_caption(row)
         row["video"] = write_episode_video(out_dir, ep, frames, video_frame(obs, seen, seen_names, footer, color), fps)

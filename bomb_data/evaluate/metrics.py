@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -96,7 +96,8 @@ def view_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "target_hidden": sum(1 for r in seen if not r["target_visible"]), "target_visibility_known": len(seen)}
 
 
-def per_axis_marginal(rows: list[dict[str, Any]], grid_axes: dict[str, list[Any]] | None = None
+def per_axis_marginal(rows: list[dict[str, Any]], grid_axes: dict[str, list[Any]] | None = None,
+                      extra: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None
                       ) -> dict[str, dict[str, Any]]:
     """Success per level of each axis, marginalised over the other axes.
 
@@ -129,16 +130,19 @@ def per_axis_marginal(rows: list[dict[str, Any]], grid_axes: dict[str, list[Any]
         for lv, held in levels.items():
             rs = by_level.get(lv, [])
             block[lv] = {**success_stats(rs), "heldout": held,
-                         "share": _r(len(rs) / n_axis) if n_axis else None}
+                         "share": _r(len(rs) / n_axis) if n_axis else None, **(extra(rs) if extra else {})}
         out[a] = block
     return out
 
 
-def aggregate(rows: list[dict[str, Any]], grid_axes: dict[str, list[Any]] | None = None) -> dict[str, Any]:
+def aggregate(rows: list[dict[str, Any]], grid_axes: dict[str, list[Any]] | None = None,
+              extra: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None) -> dict[str, Any]:
     """All aggregates of a run from its per-episode rows (``results.jsonl``).
 
     ``grid_axes`` (axis -> ``[[level id, heldout], ...]``, from ``run.json``) orders the per-axis
-    marginals and lists the levels no episode drew.
+    marginals and lists the levels no episode drew. ``extra(rows)`` (e.g. the chain metrics of a
+    sequence run, ``bomb_data.evaluate.sequence.chain_extra``) is merged into every block: overall,
+    per cell, per axis level, per marginal level and per split.
 
     Returns:
         ``overall``, ``per_cell`` (by cell id, in first-seen order), ``per_axis_level``
@@ -150,9 +154,10 @@ def aggregate(rows: list[dict[str, Any]], grid_axes: dict[str, list[Any]] | None
         ``per_axis_marginal``; empty unless rows carry ``grid_levels``); ``per_split``: success of
         episodes with and without a held-out level (``train_levels``, ``heldout_levels``).
     """
-    out: dict[str, Any] = {"episodes": len(rows), "overall": _cell_block(rows)}
+    more = extra or (lambda rs: {})
+    out: dict[str, Any] = {"episodes": len(rows), "overall": {**_cell_block(rows), **more(rows)}}
     out["per_cell"] = {cid: {"axis": rs[0].get("axis"), "level": rs[0].get("level"),
-                             "heldout": bool(rs[0].get("heldout")), **_cell_block(rs)}
+                             "heldout": bool(rs[0].get("heldout")), **_cell_block(rs), **more(rs)}
                        for cid, rs in _group(rows, lambda r: [r["cell_id"]]).items()}
     combined = any(len(r.get("levels") or []) > 1 for r in rows)
     axes = sorted({a for r in rows for a, _ in (r.get("levels") or [])})
@@ -162,17 +167,18 @@ def aggregate(rows: list[dict[str, Any]], grid_axes: dict[str, list[Any]] | None
         nominal = [r for r in rows if (not r.get("levels")) or (combined and a not in {ax for ax, _ in r["levels"]})]
         block: dict[str, Any] = {}
         if nominal:
-            block["nominal"] = {**success_stats(nominal), "heldout": False}
+            block["nominal"] = {**success_stats(nominal), "heldout": False, **more(nominal)}
         for lv, rs in levels.items():
-            block[lv] = {**success_stats(rs), "heldout": any(r.get("heldout") for r in rs)}
+            block[lv] = {**success_stats(rs), "heldout": any(r.get("heldout") for r in rs), **more(rs)}
         per_axis[a] = block
     out["per_axis_level"] = per_axis
-    out["per_axis_marginal"] = per_axis_marginal(rows, grid_axes)
-    out["per_split"] = {"train_levels": success_stats([r for r in rows if not r.get("heldout")]),
-                        "heldout_levels": success_stats([r for r in rows if r.get("heldout")])}
+    out["per_axis_marginal"] = per_axis_marginal(rows, grid_axes, extra)
+    out["per_split"] = {k: {**success_stats(rs), **more(rs)} for k, rs in (
+        ("train_levels", [r for r in rows if not r.get("heldout")]),
+        ("heldout_levels", [r for r in rows if r.get("heldout")]))}
     inter: dict[str, Any] = {}
-    for r in rows:
-        if r.get("status") != "ok" or r.get("target") is None:
+    for r in rows:  # (a sequence's moves have targets of their own: per move in its chain block)
+        if r.get("status") != "ok" or r.get("target") is None or r.get("task") == "sequence":
             continue
         n = int(r.get("board_size") or 0)
         tr, tc = (int(x) for x in r["target"])

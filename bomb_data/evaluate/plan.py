@@ -140,6 +140,7 @@ def plan_evaluation(cfg: BombConfig, policy: str, spec: Any, grid: str, episodes
     from pydantic import ValidationError
 
     from ..config import format_validation_error
+    from .sequence import is_sequence_run, sequence_config
 
     if spec.kind == "replay":
         from ..store import EpisodeStore
@@ -154,13 +155,22 @@ def plan_evaluation(cfg: BombConfig, policy: str, spec: Any, grid: str, episodes
                 cfg = BombConfig.model_validate(store.config)
             except ValidationError as exc:
                 raise ConfigError(format_validation_error(exc, f"{spec.target} config")) from None
+        if is_sequence_run(cfg, store=store):  # GoSequence episodes (evaluate/sequence.py)
+            return EvalPlan(cfg.model_copy(update={"task": "sequence"}), store_episodes(store, videos_per_cell),
+                            {"name": f"replay:{spec.target}", "hash": store.description.get("config_hash")},
+                            {"task": "sequence"})
         return EvalPlan(cfg, store_episodes(store, videos_per_cell),
                         {"name": f"replay:{spec.target}", "hash": store.description.get("config_hash")})
     from ..perturb.grid import load_grid
 
     g = load_grid(grid)
-    g.require_empty_points(cfg.sim.min_empty_points)
+    sequence = is_sequence_run(cfg, g)
+    if sequence:  # GoSequence episodes (evaluate/sequence.py); bad sources: one line, nothing written
+        cfg = sequence_config(cfg, g)
+    else:
+        g.require_empty_points(cfg.sim.min_empty_points)
     return EvalPlan(cfg, grid_episodes(g, episodes_per_cell, seed, videos_per_cell),
                     {"name": g.name, "hash": g.hash, "cells": len(g.cells())},
                     {"grid_mode": g.mode,  # the levels of each axis, in grid order (per-axis marginals)
-                     "grid_axes": {a: [[lv.id, lv.heldout] for lv in lvs] for a, lvs in g.levels.items()}})
+                     "grid_axes": {a: [[lv.id, lv.heldout] for lv in lvs] for a, lvs in g.levels.items()},
+                     **({"task": "sequence"} if sequence else {})})

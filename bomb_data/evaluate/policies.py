@@ -118,15 +118,19 @@ def parse_policy_spec(text: str) -> PolicySpec:
 class ExpertPolicy:
     """The scripted pick-and-place expert as a policy. Reads ``bomb/privileged`` from the observation,
     so it also works behind a server (the reference servers with ``send_privileged``). Its
-    per-episode generator is derived from ``bomb/seed`` exactly as in generation."""
+    per-episode generator is derived from ``bomb/seed`` exactly as in generation. In a GoSequence
+    episode (the privileged state names its subtask) it is the sequence expert, which chains the
+    pick-and-place expert over the subtasks as generation does."""
 
     name = "expert"
     privileged = True
 
     def __init__(self, expert_config: Any = None, control_hz: float = 10.0):
         from scripted_policies import PickPlaceExpert
+        from scripted_policies.sequence import SequenceExpert
 
         self._make = lambda: PickPlaceExpert(expert_config, control_hz=control_hz)
+        self._make_sequence = lambda: SequenceExpert(expert_config, control_hz=control_hz)
         self._expert: Any = None
         self._seed: int | None = None
 
@@ -138,9 +142,10 @@ class ExpertPolicy:
         if pv is None:
             raise PolicyFailure("bad_reply", "the expert needs 'bomb/privileged' in the observation (send_privileged)")
         seed = int(observation.get("bomb/seed", 0))
-        info = {"privileged": pv}
+        sequence = "subtask_index" in pv
+        info = {"privileged": pv, "subtask_index": int(pv["subtask_index"])} if sequence else {"privileged": pv}
         if self._expert is None or seed != self._seed or int(observation.get("bomb/step", 1)) == 0:
-            self._expert, self._seed = self._make(), seed
+            self._expert, self._seed = (self._make_sequence() if sequence else self._make()), seed
             from ..seeds import expert_rngs
 
             self._expert.reset(info, expert_rngs(seed)[0])

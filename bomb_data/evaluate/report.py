@@ -3,7 +3,10 @@
 Sections: run header, overall numbers, success vs level for each axis (Wilson 95% whiskers;
 held-out levels drawn hollow) or, for grids whose episodes take a level of every axis (random,
 full), per-axis marginals (plots and a table), per-intersection success heatmaps (one per board
-size), failure-reason breakdown, placement-error histogram, the per-cell table, and embedded MP4s.
+size), failure-reason breakdown, placement-error histogram, the per-cell table, and embedded MP4s;
+for a sequence run (GoSequence-v0) also its chains (``bomb_data.evaluate.sequence.report_section``):
+the chain-length curve overall and per cell, failures per subtask kind, error per move, a board
+diagram per episode.
 A run whose policy received privileged state is marked NOT COMPARABLE in the page title, the
 heading, a banner and the caption of every table.
 Every number in the per-cell table carries a ``data-key`` attribute, and the whole summary is
@@ -227,6 +230,11 @@ def render_html(summary: dict[str, Any], rows: list[dict[str, Any]], eval_dir: P
              f"<td data-key='n_error'>{o['n_error']}</td><td>{_num(o['placement_error_mm']['median'])}</td>"
              f"<td>{_num(lat.get('latency_ms_mean'))} / {_num(lat.get('latency_ms_p95'))}</td>"
              f"<td>{_num(lat.get('control_hz_mean'))}</td><td>{_num(tim.get('overhead_ms_per_step'))}</td></tr></table>")
+    sequence = "chain" in o  # a sequence run (GoSequence-v0): its chains, curves and boards
+    if sequence:
+        from .sequence import report_section
+
+        h.append(report_section(summary, rows))
     if summary.get("per_axis_marginal"):
         mode = summary.get("grid_mode")
         how = ("every episode samples a level of every axis at once" if mode == "random" else
@@ -243,14 +251,21 @@ def render_html(summary: dict[str, Any], rows: list[dict[str, Any]], eval_dir: P
                  "interval; hollow: held-out level.</p><div class='plots'>")
         h += [svg_success_vs_level(a, lv) for a, lv in summary["per_axis_level"].items()]
         h.append("</div>")
-    h.append("<h2>Success per target intersection</h2><div class='plots'>")
-    h += [svg_heatmap(b, cells) for b, cells in sorted(summary.get("per_intersection", {}).items())]
-    h.append("</div><h2>Failures</h2><div class='plots'>")
+    if not sequence:  # (a sequence has a target per move: the boards above)
+        h.append("<h2>Success per target intersection</h2><div class='plots'>")
+        h += [svg_heatmap(b, cells) for b, cells in sorted(summary.get("per_intersection", {}).items())]
+        h.append("</div>")
+    h.append("<h2>Failures</h2><div class='plots'>")
     h.append(svg_bars("failure reasons", summary.get("failure_reasons", {})))
     if summary.get("error_kinds"):
         h.append(svg_bars("policy errors", summary["error_kinds"]))
-    h.append(svg_histogram("placement error (completed episodes)",
-                           [r.get("placement_error_mm") for r in rows if r.get("status") == "ok"], "mm"))
+    if sequence:
+        h.append(svg_histogram("placement error (completed moves)",
+                               [s.get("placement_error_mm") for r in rows if r.get("status") == "ok"
+                                for s in r.get("subtask_results") or [] if s.get("outcome") == "success"], "mm"))
+    else:
+        h.append(svg_histogram("placement error (completed episodes)",
+                               [r.get("placement_error_mm") for r in rows if r.get("status") == "ok"], "mm"))
     h.append("</div><h2>Per cell</h2>" + _table(summary, "cells") + "<tr><th>cell</th><th>held out</th><th>n</th>"
              "<th>successes</th><th>success</th><th>CI low</th><th>CI high</th><th>errors</th>"
              "<th>median error (mm)</th><th>median error (cells)</th><th>px per line</th>"
@@ -279,8 +294,13 @@ def render_html(summary: dict[str, Any], rows: list[dict[str, Any]], eval_dir: P
                  "received at its last query.</p>")
         for r in vids:
             res = "success" if r.get("success") else (r.get("failure_reason") or "")
-            h.append(f"<h3>{_E(r['episode_id'])}: {_E(res)}</h3><p>{_E(str(r.get('instruction')))} "
-                     f"(target {r.get('target')}, chosen {r.get('chosen_intersection')})</p>"
+            if r.get("task") == "sequence":
+                from .sequence import outcome_text
+
+                what = f"first instruction: {r.get('instruction')}; {outcome_text(r)}"
+            else:
+                what = f"{r.get('instruction')} (target {r.get('target')}, chosen {r.get('chosen_intersection')})"
+            h.append(f"<h3>{_E(r['episode_id'])}: {_E(res)}</h3><p>{_E(what)}</p>"
                      f"<video controls preload='none' src='{_E(r['video'])}'></video>")
     blob = json.dumps(summary, default=str).replace("</", "<\\/")
     h.append(f"<script type='application/json' id='bomb-summary'>{blob}</script></body></html>")

@@ -216,6 +216,7 @@ def finalize(out: Path, complete: bool = True, seconds: float | None = None,
     are counted as ``episodes_not_reported``.
     """
     from .report import write_report
+    from .sequence import chain_extra
 
     out = Path(out)
     rows = read_results(out / RESULTS)
@@ -223,7 +224,9 @@ def finalize(out: Path, complete: bool = True, seconds: float | None = None,
     if episode_ids is not None:
         rows = [r for r in rows if r["episode_id"] in episode_ids]
     meta = json.loads((out / RUN_FILE).read_text()) if (out / RUN_FILE).exists() else {}
+    sequence = meta.get("task") == "sequence" or any(r.get("task") == "sequence" for r in rows)
     summary: dict[str, Any] = {
+        "task": "sequence" if sequence else "place",
         "policy": meta.get("key", {}).get("policy"),
         "grid": meta.get("key", {}).get("grid"),
         "grid_mode": meta.get("grid_mode"),
@@ -237,7 +240,7 @@ def finalize(out: Path, complete: bool = True, seconds: float | None = None,
         "image_size": meta.get("image_size"),
         "max_steps": meta.get("max_steps"),
         **comparability(meta.get("privileged"), meta.get("key", {}).get("adapter")),
-        **aggregate(rows, meta.get("grid_axes")),
+        **aggregate(rows, meta.get("grid_axes"), chain_extra if sequence else None),
     }
     summary["episodes_not_reported"] = n_all - len(rows)
     if seconds is not None:

@@ -226,13 +226,13 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
 
 def _run_local(run: RunSettings, todo: list[EpisodeSpec], policy: Any,
                finished: Callable[[dict[str, Any]], None]) -> None:
-    from ..env import GoPlaceEnv
+    from .sequence import make_env
 
     if policy is None:
         policy = make_policy(parse_policy_spec(run.policy), run.cfg, unnorm_key=run.unnorm_key,
                              timeout_s=run.timeout_s, retries=run.retries, backoff_s=run.backoff_s)
     _set_retries(policy, run.retries)
-    env = GoPlaceEnv(run.cfg)
+    env = make_env(run.cfg)
     try:
         for ep in todo:
             finished(run_episode(env, policy, run.adapter, ep, Path(run.out_dir), fps=run.cfg.sim.control_hz))

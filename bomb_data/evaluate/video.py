@@ -75,9 +75,15 @@ def write_episode_video(out_dir: Path, ep: Any, frames: list[np.ndarray], last: 
 
 
 def outcome_caption(row: dict[str, Any]) -> tuple[str, tuple[int, int, int]]:
-    """The last frame's footer text and colour: success or the failure, the target, the stone's error."""
-    outcome = ("SUCCESS" if row["success"] else
-               f"FAILED: {row['failure_reason'] or row['error_kind'] or 'unknown'}")
-    outcome += (f"   target {tuple(row['target'])}, stone nearest {tuple(row['chosen_intersection'])}, "
-                f"{row['placement_error_mm']:.1f} mm off")
+    """The last frame's footer text and colour: success or the failure, the target, the stone's error
+    (a sequence: the subtasks completed and the one that failed)."""
+    if row.get("task") == "sequence":
+        from .sequence import outcome_text
+
+        outcome = outcome_text(row)
+    else:
+        outcome = ("SUCCESS" if row["success"] else
+                   f"FAILED: {row['failure_reason'] or row['error_kind'] or 'unknown'}")
+        outcome += (f"   target {tuple(row['target'])}, stone nearest {tuple(row['chosen_intersection'])}, "
+                    f"{row['placement_error_mm']:.1f} mm off")
     return f"step {row['steps']}   {outcome}", (120, 230, 120) if row["success"] else (240, 120, 120)

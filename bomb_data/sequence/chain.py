@@ -11,7 +11,16 @@ episodes of seeds; ``chain_metrics`` summarises:
 - ``average_completed``: mean number of subtasks completed in a row;
 - ``failures``: count per ``kind:failure_reason`` of the subtask that ended each failed episode;
 - ``placement_error_m``: per completed place subtask, the stone's distance to its intersection
-  (mean, median, 95th percentile, max).
+  (mean, median, 95th percentile, max);
+- ``chain_counts[k-1]``: ``[completed the first k, episodes with at least k subtasks]`` (the counts
+  behind ``chain_success``, for confidence intervals);
+- ``failures_by_kind``: ``failures`` split by the kind of the subtask (``place`` / ``remove``);
+- ``placement_error_m_per_move[j]``: ``placement_error_m`` of the (j+1)-th place subtask of each
+  episode (the j-th move of the sequence), when completed.
+
+A result may carry ``displaced_points`` (``[row, col]`` of board stones that ended the episode more
+than the displacement tolerance from where they had come to rest, as ``bomb-data eval`` records
+them); the board diagram marks them.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..rollout import expert_rngs
+from ..seeds import expert_rngs
 from .pictures import board_diagram
 
 
@@ -61,23 +70,45 @@ def chain_metrics(results: list[dict[str, Any]]) -> dict[str, Any]:
     if not results:
         return {"episodes": 0}
     longest = max(r["n_subtasks"] for r in results)
-    curve = []
+    curve, counts = [], []
     for k in range(1, longest + 1):
         eligible = [r for r in results if r["n_subtasks"] >= k]
-        curve.append(round(sum(r["completed"] >= k for r in eligible) / len(eligible), 4))
+        done = sum(r["completed"] >= k for r in eligible)
+        curve.append(round(done / len(eligible), 4))
+        counts.append([int(done), len(eligible)])
     errs = np.array([r["subtask_errors_m"][i] for r in results for i, (kind, *_) in enumerate(r["subtasks"])
                      if kind == "place" and i < r["completed"]], dtype=float)
+    per_move: list[list[float]] = []
+    for r in results:
+        places = [i for i, (kind, *_) in enumerate(r["subtasks"]) if kind == "place"]
+        for j, i in enumerate(places):
+            while len(per_move) <= j:
+                per_move.append([])
+            if i < r["completed"] and r["subtask_errors_m"][i] is not None:
+                per_move[j].append(float(r["subtask_errors_m"][i]))
     fails = Counter(f"{r['failed_kind']}:{r['failure_reason']}" for r in results if not r["success"])
+    by_kind: dict[str, dict[str, int]] = {"place": {}, "remove": {}}
+    for key, n in fails.most_common():
+        kind, _, reason = key.partition(":")
+        by_kind.setdefault(kind, {})[reason] = n
     return {
         "episodes": len(results),
         "full_success": round(sum(r["success"] for r in results) / len(results), 4),
         "chain_success": curve,
         "average_completed": round(float(np.mean([r["completed"] for r in results])), 3),
         "failures": dict(fails.most_common()),
-        "placement_error_m": ({"n": int(errs.size), "mean": float(errs.mean()), "median": float(np.median(errs)),
-                               "p95": float(np.percentile(errs, 95)), "max": float(errs.max())} if errs.size
-                              else {"n": 0}),
+        "placement_error_m": _error_stats(errs),
+        "chain_counts": counts,
+        "failures_by_kind": by_kind,
+        "placement_error_m_per_move": [_error_stats(np.array(v, dtype=float)) for v in per_move],
     }
+
+
+def _error_stats(errs: np.ndarray) -> dict[str, Any]:
+    if not errs.size:
+        return {"n": 0}
+    return {"n": int(errs.size), "mean": float(errs.mean()), "median": float(np.median(errs)),
+            "p95": float(np.percentile(errs, 95)), "max": float(errs.max())}
 
 
 def _png(img: Image.Image) -> str:
@@ -112,19 +143,7 @@ def write_report(results: list[dict[str, Any]], out: str | Path, title: str = "G
     m = chain_metrics(results)
     rows = []
     for r in results:
-        n = r["board_size"]
-        before = {(a, b): c for a, b, c in r["initial_position"]}
-        after = dict(before)
-        moves, removed = [], []
-        for kind, col, a, b in r["subtasks"][: r["completed"]]:
-            if kind == "place":
-                after[(a, b)] = col
-                moves.append((col, a, b))
-            else:
-                after.pop((a, b), None)
-                removed.append((a, b))
-        missed = [(a, b) for _, _, a, b in r["subtasks"][r["completed"]:]]
-        img = board_diagram(n, after, moves, removed, missed, cell=16)
+        img = episode_diagram(r)
         status = "complete" if r["success"] else f"stopped at subtask {r['completed'] + 1}: {r['failed_kind']} " \
                                                   f"{r['failure_reason']}"
         rows.append(f"<div class=ep><img src='{_png(img)}'><br>seed {r['seed']}: {r['completed']}/"
@@ -137,6 +156,25 @@ def write_report(results: list[dict[str, Any]], out: str | Path, title: str = "G
     p = Path(out)
     p.write_text(page, encoding="utf-8")
     return p
+
+
+def episode_diagram(r: dict[str, Any], cell: int = 16) -> Image.Image:
+    """The board of one chain result: the start position with the completed subtasks applied (moves
+    numbered, removed stones crossed), the subtasks not completed ringed in red, the stones in
+    ``displaced_points`` (if any) marked with an orange square."""
+    before = {(a, b): c for a, b, c in r["initial_position"]}
+    after = dict(before)
+    moves, removed = [], []
+    for kind, col, a, b in r["subtasks"][: r["completed"]]:
+        if kind == "place":
+            after[(a, b)] = col
+            moves.append((col, a, b))
+        else:
+            after.pop((a, b), None)
+            removed.append((a, b))
+    missed = [(a, b) for _, _, a, b in r["subtasks"][r["completed"]:]]
+    displaced = [(int(a), int(b)) for a, b in r.get("displaced_points") or []]
+    return board_diagram(int(r["board_size"]), after, moves, removed, missed, cell=cell, displaced=displaced)
 
 
 def _fmt(m: dict[str, Any]) -> str:

@@ -14,10 +14,11 @@ WOOD = (222, 184, 120)
 
 def board_diagram(n: int, stones: dict[tuple[int, int], str], moves: list[tuple[str, int, int]] | None = None,
                   removed: list[tuple[int, int]] | None = None, missed: list[tuple[int, int]] | None = None,
-                  cell: int = 24) -> Image.Image:
+                  cell: int = 24, displaced: list[tuple[int, int]] | None = None) -> Image.Image:
     """An n x n diagram: ``stones`` (point -> colour); ``moves`` [(colour, row, col)] are numbered in
-    order, ``removed`` points are crossed in red, ``missed`` points ringed in red. Row 0 at the top
-    (the far edge), as in the agentview picture; Go coordinates on the margins."""
+    order, ``removed`` points are crossed in red, ``missed`` points ringed in red, ``displaced`` points
+    framed by an orange square. Row 0 at the top (the far edge), as in the agentview picture; Go
+    coordinates on the margins."""
     m = cell
     size = (n + 1) * m
     img = Image.new("RGB", (size, size), WOOD)
@@ -44,6 +45,9 @@ def board_diagram(n: int, stones: dict[tuple[int, int], str], moves: list[tuple[
     for r, c in missed or []:
         x, y = xy(r, c)
         d.ellipse([x - rad - 2, y - rad - 2, x + rad + 2, y + rad + 2], outline=(200, 0, 0), width=2)
+    for r, c in displaced or []:
+        x, y = xy(r, c)
+        d.rectangle([x - rad - 2, y - rad - 2, x + rad + 2, y + rad + 2], outline=(245, 140, 0), width=2)
     return img
 
 
