@@ -20,6 +20,7 @@ from .adapt import AdapterConfig, adapt_observation, to_action_chunk
 from .plan import EpisodeSpec
 from .policies import NOOP_ACTION
 from .protocol import EpisodeStart, PolicyFailure, policy_seed
+from .states import StateRecorder, states_path
 from .video import outcome_caption, video_frame, write_episode_video
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ def run_episode(env: Any, policy: Any, adapter: AdapterConfig, ep: EpisodeSpec, 
     row.update(target=list(info["target"]), board_size=n_board, instruction=info["instruction"],
                convention=info["convention"])
     row.update(env.reset_view)  # what the agentview picture showed of the board at reset (docs/perturbations.md)
+    states = StateRecorder(env) if out_dir is not None else None  # per-frame ground truth (states.py)
     frames: list[np.ndarray] = []
     seen: list[np.ndarray] = []  # the images of the policy's last query, for the video
     seen_names: list[str] = []
@@ -87,6 +89,8 @@ def run_episode(env: Any, policy: Any, adapter: AdapterConfig, ep: EpisodeSpec, 
             if ep.record_video:
                 frames.append(video_frame(obs, seen, seen_names, f"step {steps}   {info['instruction']}"))
             a = queue.popleft()
+            if states is not None:
+                states.frame(info, a)
             t0 = time.perf_counter()
             obs, _, term, trunc, info = env.step(a)
             t_env += time.perf_counter() - t0
@@ -96,6 +100,8 @@ def run_episode(env: Any, policy: Any, adapter: AdapterConfig, ep: EpisodeSpec, 
         row.update(status="error", failure_reason="policy_error", error=str(exc), error_kind=exc.kind)
         log.warning("episode %s: policy error %s", ep.episode_id, exc)
     loop_s = time.perf_counter() - t_loop
+    if states is not None:
+        states.frame(info)  # the final frame
     pol_s = sum(latencies) / 1000
     if row["status"] == "ok":
         row.update(success=bool(info["success"]),
@@ -116,6 +122,8 @@ def run_episode(env: Any, policy: Any, adapter: AdapterConfig, ep: EpisodeSpec, 
         seconds=round(time.perf_counter() - t_start, 3),
         video=None,
     )
+    if states is not None and out_dir is not None:
+        row["states"] = states.write(out_dir, states_path(ep.cell_id, ep.j), ep.episode_id)
     if ep.record_video and frames and out_dir is not None:
         footer, color = outcome_caption(row)
         row["video"] = write_episode_video(out_dir, ep, frames, video_frame(obs, seen, seen_names, footer, color), fps)

@@ -28,6 +28,7 @@ from .gate import FirstCallFailure, discard_run, first_call_failure
 from .plan import EpisodeSpec, plan_evaluation
 from .policies import make_policy, parse_policy_spec, plan_adapter, served_adapter
 from .results import RESULTS, RUN_FILE, ResultsWriter, finalize, prior_results, write_run_file
+from .states import STATES_DIR
 from .video import safe_name
 
 log = logging.getLogger(__name__)
@@ -212,7 +213,7 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
         interrupted = True
         raise
     except FirstCallFailure:
-        discard_run(out, [res_path, run_path], keep=bool(keep), created=created)  # nothing counted
+        discard_run(out, [res_path, run_path, out / STATES_DIR], keep=bool(keep), created=created)  # nothing counted
         raise
     finally:
         writer.close()
