@@ -123,7 +123,8 @@ def run_episode(env: Any, policy: Any, adapter: AdapterConfig, ep: EpisodeSpec, 
         video=None,
     )
     if states is not None and out_dir is not None:
-        row["states"] = states.write(out_dir, states_path(ep.cell_id, ep.j), ep.episode_id)
+        row["states"] = states.write(out_dir, states_path(ep.cell_id, ep.j))
+        row["states_ms_per_step"] = states.ms_per_step()
     if ep.record_video and frames and out_dir is not None:
         footer, color = outcome_caption(row)
         row["video"] = write_episode_video(out_dir, ep, frames, video_frame(obs, seen, seen_names, footer, color), fps)

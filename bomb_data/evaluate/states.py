@@ -14,7 +14,8 @@ Every evaluation episode writes ``states/<cell>/ep<j>.npz`` into the evaluation 
   the frame; the last frame repeats the last one): the episode phases of ``bomb-data ground``.
 
 The file is written to a temporary name and renamed (whole or absent), before the episode's result
-row; the row records ``states: {"file", "frames", "width", "crc32c"}`` (CRC-32C of the file's bytes,
+row; the row records ``states: {"file", "frames", "width", "crc32c", "bytes"}`` (and the timing
+``states_ms_per_step``) (CRC-32C of the file's bytes,
 like a store's episode checksums). A killed run leaves at most a file no row names; the rerun
 writes it again. Readers (``bomb-data masks EVAL_DIR``, ``bomb-data ground --against EVAL_DIR``)
 check the checksum, the reset and every frame's target pixel; any mismatch is one error line.
@@ -23,7 +24,6 @@ check the checksum, the reset and every frame's target pixel; any mismatch is on
 from __future__ import annotations
 
 import io
-import logging
 import os
 import time
 from pathlib import Path
@@ -34,8 +34,6 @@ from numpy.typing import NDArray
 
 from .._fault import fault_point
 from ..errors import StoreError
-
-log = logging.getLogger(__name__)
 
 STATES_DIR = "states"
 _NAN2 = np.full(2, np.nan, np.float32)
@@ -60,10 +58,12 @@ class StateRecorder:
         ``action`` about to be executed from it (None for the final frame)."""
         t0 = time.perf_counter()
         self.rows.append(self.env.mj_state())
+        px = info.get("target_px") or {}  # tolerant: every task's info (a sequence's too) has a frame
         for cam, lst in self.px.items():
-            p = info["target_px"].get(cam)
+            p = px.get(cam)
             lst.append(_NAN2 if p is None else p)
-        self.stone.append(info["privileged"]["stone_pos"])
+        stone = (info.get("privileged") or {}).get("stone_pos")
+        self.stone.append(np.full(3, np.nan) if stone is None else stone)
         if action is not None:
             self.grip.append(float(np.asarray(action)[6]))
         self.seconds += time.perf_counter() - t0
@@ -77,22 +77,17 @@ class StateRecorder:
                 "stone_pos": np.asarray(self.stone, np.float32).reshape(n, 3),
                 "gripper_cmd": np.asarray(grip, np.float32)}
 
-    def write(self, out_dir: Path, rel: Path, episode_id: str = "") -> dict[str, Any] | None:
-        """Write the npz atomically under ``out_dir`` and return the row's ``states`` entry (None, with a
-        warning, when it cannot be written: e.g. a full disk; the episode's result still counts)."""
-        try:
-            return self._write(out_dir, rel)
-        except OSError as exc:
-            log.warning("episode %s: states not written (%s)", episode_id, exc)
-            return None
+    def write(self, out_dir: Path, rel: Path) -> dict[str, Any]:
+        """Write the npz (compressed) atomically under ``out_dir`` and return the row's ``states`` entry.
 
-    def _write(self, out_dir: Path, rel: Path) -> dict[str, Any]:
+        An ``OSError`` (e.g. a full disk) propagates: the episode's row is not written, the run stops
+        as for any full disk, and the rerun runs the episode again."""
         from ..store.format import crc32c_hex
 
         t0 = time.perf_counter()
         buf = io.BytesIO()
         arrays = self.arrays()
-        np.savez(buf, **arrays)
+        np.savez_compressed(buf, **arrays)
         data = buf.getvalue()
         path = Path(out_dir) / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +113,11 @@ class StateRecorder:
         self.seconds += time.perf_counter() - t0
         n = int(arrays["mj_state"].shape[0])
         return {"file": rel.as_posix(), "frames": n, "width": int(arrays["mj_state"].shape[1]),
-                "crc32c": crc32c_hex(data), "bytes": len(data), "ms_per_step": round(self.seconds * 1000 / n, 4)}
+                "crc32c": crc32c_hex(data), "bytes": len(data)}
+
+    def ms_per_step(self) -> float | None:
+        """Milliseconds spent recording and writing, per frame (the row's ``states_ms_per_step``)."""
+        return round(self.seconds * 1000 / len(self.rows), 4) if self.rows else None
 
 
 def states_path(cell_id: str, j: int) -> Path:
