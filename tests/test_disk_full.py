@@ -79,7 +79,7 @@ def test_an_export_past_the_file_size_limit_is_one_line_and_leaves_nothing(tiny_
 def test_an_evaluation_onto_a_full_disk_keeps_its_results_and_resumes(tmp_path: Path) -> None:
     args = ("eval", "--policy", "random", "--episodes-per-cell", "40", "--image-size", "32", "--max-steps", "10",
             "--workers", "1", "--videos-per-cell", "0", "-q")
-    with small_disk(tmp_path, "16k") as disk:
+    with small_disk(tmp_path, "32k") as disk:  # run.json, results.jsonl and a few episodes' states (4 KiB pages)
         out = disk / "ev"
         p = cli(*args, "--out", str(out))
         assert p.returncode == 2 and "the disk is full" in one_line(p)

@@ -33,7 +33,7 @@ axes:
 CELLS, K = 2, 2
 #: Fields of a result row that depend on time, not on the episode.
 TIMING = {"latency_ms", "latency_ms_mean", "latency_ms_p95", "control_hz", "env_ms_per_step",
-          "overhead_ms_per_step", "seconds"}
+          "overhead_ms_per_step", "seconds", "states_ms_per_step"}
 
 
 def cfg():

@@ -33,7 +33,7 @@ axes:
 SEQUENCE = {"length": 2, "move_number": 24, "capture_bias": 1.0}
 SIZE, MAX_STEPS = 32, 160
 TIMING = {"latency_ms", "latency_ms_mean", "latency_ms_p95", "control_hz", "env_ms_per_step",
-          "overhead_ms_per_step", "seconds"}
+          "overhead_ms_per_step", "seconds", "states_ms_per_step"}
 
 
 def seq_cfg(**sequence):

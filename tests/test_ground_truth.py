@@ -155,8 +155,10 @@ def test_ground_cli_scores_oracle_and_wrong_maps(tiny_store, tmp_path, run_cli):
 
 
 def test_ground_against_an_eval_dir(tmp_path, run_cli):
-    """Eval keeps no per-step state: agentview frames score against static objects of the reset scene,
-    moving objects and wrist frames are skipped, and a state given in the maps file is used."""
+    """An evaluation made before eval recorded per-step states (emulated: its rows' ``states`` removed):
+    agentview frames score against static objects of the reset scene, moving objects and wrist frames
+    are skipped, and a state given in the maps file is used. With the recorded states (as eval writes
+    them now) every frame is scored from them (tests/test_ground_eval.py tests those in depth)."""
     from bomb_data.config import load_config
     from bomb_data.evaluate.runner import evaluate
     from bomb_data.ground.truth import TruthRenderer, reset_to_episode
@@ -180,6 +182,14 @@ def test_ground_against_an_eval_dir(tmp_path, run_cli):
     e = row["episode_id"]
     np.savez(tmp_path / "ev.npz", **{f"{e}/5/agentview": disc, f"{e}/5/wrist": disc, f"{e}/7/agentview": disc,
                                      f"{e}/7/mj_state": state})
+    run_cli("ground", str(tmp_path / "ev.npz"), "--against", str(out), "--out", str(tmp_path / "now"), check=True)
+    now = [json.loads(x) for x in (tmp_path / "now" / "frames.jsonl").read_text().splitlines()]
+    assert {r["state"] for r in now} == {"store"} and all(r["scores"] for r in now)  # the recorded states
+    # the same directory as an evaluation made before states were recorded
+    old_rows = [{k: v for k, v in json.loads(x).items() if k != "states"}
+                for x in (out / "results.jsonl").read_text().splitlines()]
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old_rows))
+    shutil.rmtree(out / "states")
     run_cli("ground", str(tmp_path / "ev.npz"), "--against", str(out), check=True)
     s = json.loads((tmp_path / "ev.ground" / "summary.json").read_text())
     assert s["source"] == "eval"

@@ -22,6 +22,7 @@ from .plan import EpisodeSpec
 from .policies import NOOP_ACTION
 from .protocol import EpisodeStart, PolicyFailure, policy_seed
 from .sequence import chain_tracker
+from .states import StateRecorder, states_path
 from .video import outcome_caption, video_frame, write_episode_video
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def run_episode(env: Any, policy: Any, adapter: AdapterConfig, ep: EpisodeSpec, 
                convention=info["convention"])
     row.update(env.reset_view)  # what the agentview picture showed of the board at reset (docs/perturbations.md)
     chain = chain_tracker(env)  # a GoSequence episode: CALVIN's chain protocol (evaluate/sequence.py)
+    states = StateRecorder(env) if out_dir is not None else None  # per-frame ground truth (states.py)
     frames: list[np.ndarray] = []
     seen: list[np.ndarray] = []  # the images of the policy's last query, for the video
     seen_names: list[str] = []
@@ -90,6 +92,8 @@ def run_episode(env: Any, policy: Any, adapter: AdapterConfig, ep: EpisodeSpec, 
             if ep.record_video:
                 frames.append(video_frame(obs, seen, seen_names, f"step {steps}   {info['instruction']}"))
             a = queue.popleft()
+            if states is not None:
+                states.frame(info, a)
             t0 = time.perf_counter()
             obs, _, term, trunc, info = env.step(a)
             t_env += time.perf_counter() - t0
@@ -101,6 +105,8 @@ def run_episode(env: Any, policy: Any, adapter: AdapterConfig, ep: EpisodeSpec, 
         row.update(status="error", failure_reason="policy_error", error=str(exc), error_kind=exc.kind)
         log.warning("episode %s: policy error %s", ep.episode_id, exc)
     loop_s = time.perf_counter() - t_loop
+    if states is not None:
+        states.frame(info)  # the final frame
     pol_s = sum(latencies) / 1000
     if row["status"] == "ok":
         row.update(success=bool(info["success"]),
@@ -123,6 +129,9 @@ def run_episode(env: Any, policy: Any, adapter: AdapterConfig, ep: EpisodeSpec, 
     )
     if chain is not None:
         row.update(chain.row_fields(info, spacing))
+    if states is not None and out_dir is not None:
+        row["states"] = states.write(out_dir, states_path(ep.cell_id, ep.j))
+        row["states_ms_per_step"] = states.ms_per_step()
     if ep.record_video and frames and out_dir is not None:
         footer, color = outcome_caption(row)
         row["video"] = write_episode_video(out_dir, ep, frames, video_frame(obs, seen, seen_names, footer, color), fps)

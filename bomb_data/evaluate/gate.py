@@ -14,6 +14,7 @@ Two checks, both one line:
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,16 @@ class FirstCallFailure(PolicyError):
 
 
 def discard_run(out: Path, files: list[Path], *, keep: bool, created: bool) -> None:
-    """Undo a run that stopped before counting anything: remove ``files`` (its ``results.jsonl`` and
-    ``run.json``) unless earlier results are kept, and ``out`` itself if this run created it and it
+    """Undo a run that stopped before counting anything: remove ``files`` (its ``results.jsonl``,
+    ``run.json`` and ``states/``) unless earlier results are kept, and ``out`` itself if this run created it and it
     is empty."""
     if keep:
         return
     for p in files:
-        p.unlink(missing_ok=True)
+        if p.is_dir():  # the per-episode states (states.py)
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
     if created:
         try:
             out.rmdir()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ SUMMARY = "summary.json"
 REPORT = "report.html"
 RUN_FILE = "run.json"
 #: Everything an evaluation writes into its --out.
-OUR_FILES = {RESULTS, SUMMARY, REPORT, RUN_FILE, "videos", SUMMARY + ".tmp", "results.tmp", "report.tmp",
+OUR_FILES = {RESULTS, SUMMARY, REPORT, RUN_FILE, "videos", "states", SUMMARY + ".tmp", "results.tmp", "report.tmp",
              RESULTS + ".tmp", RUN_FILE + ".tmp"}
 
 
@@ -182,6 +183,7 @@ def prior_results(out: Path, run_key: dict[str, Any], sim_meta: dict[str, Any], 
     if overwrite:
         for p in (res_path, out / SUMMARY, out / REPORT):
             p.unlink(missing_ok=True)
+        shutil.rmtree(out / "states", ignore_errors=True)  # per-episode states (states.py) of the old run
         return [], None
     if not run_path.exists():
         if rows := read_results(res_path):  # never happens by itself: run.json is written first

@@ -25,9 +25,11 @@ from ..runtime import check_dashboard, check_scheduler, dask_client, task_result
 from .adapt import AdapterConfig
 from .episode import run_episode
 from .gate import FirstCallFailure, discard_run, first_call_failure
+from .lock import EvalLock
 from .plan import EpisodeSpec, plan_evaluation
 from .policies import make_policy, parse_policy_spec, plan_adapter, served_adapter
 from .results import RESULTS, RUN_FILE, ResultsWriter, finalize, prior_results, write_run_file
+from .states import STATES_DIR
 from .video import safe_name
 
 log = logging.getLogger(__name__)
@@ -162,9 +164,11 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
     sim_meta = {"image_size": [cfg.sim.image_height, cfg.sim.image_width], "max_steps": cfg.sim.max_steps,
                 "control_hz": cfg.sim.control_hz}
     created = not out.exists()
+    lock = take_eval_lock(out, probe)  # one evaluation per --out at a time (lock.py)
     try:
         prev_rows, prev_meta = prior_results(out, run_key, sim_meta, overwrite)
     except BaseException:
+        lock.release()
         if probe is not None:
             probe.close()
         raise
@@ -178,9 +182,13 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "episodes_per_cell": episodes_per_cell, "episodes_planned": len(episodes),
             "privileged": privileged, **plan.grid_meta, **sim_meta}
-    write_run_file(run_path, meta, prev_meta)
+    try:
+        write_run_file(run_path, meta, prev_meta)
+        writer = ResultsWriter(res_path)
+    except BaseException:
+        lock.release()
+        raise
     run = RunSettings(cfg, policy, acfg, str(out), unnorm_key, timeout_s, retries, backoff_s)
-    writer = ResultsWriter(res_path)
     log.info("eval %s on %s: %d episodes to run, %d already done", policy, grid_desc["name"], len(todo), len(keep))
     counts = {"done": len(keep), "succ": sum(1 for r in keep if r.get("success")),
               "err": sum(1 for r in keep if r.get("status") == "error")}
@@ -212,16 +220,40 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
         interrupted = True
         raise
     except FirstCallFailure:
-        discard_run(out, [res_path, run_path], keep=bool(keep), created=created)  # nothing counted
+        lock.release()
+        discard_run(out, [res_path, run_path, out / STATES_DIR], keep=bool(keep), created=created)  # nothing counted
         raise
     finally:
         writer.close()
         if probe is not None:
             probe.close()
-        if out.is_dir() and run_path.exists():
-            summary = finalize(out, complete=not interrupted and counts["done"] >= len(episodes),
-                               seconds=time.perf_counter() - t0, episode_ids=wanted)
+        try:
+            if out.is_dir() and run_path.exists():
+                summary = finalize(out, complete=not interrupted and counts["done"] >= len(episodes),
+                                   seconds=time.perf_counter() - t0, episode_ids=wanted)
+        finally:
+            lock.release()
     return summary
+
+
+def take_eval_lock(out: Path, probe: Any) -> EvalLock | _NoLock:
+    """The lock of ``out`` (created if missing); when another evaluation holds it, close ``probe`` and
+    raise its one-line ``ConfigError`` before anything is written."""
+    try:
+        if not out.exists():
+            out.mkdir(parents=True)
+        return EvalLock(out) if out.is_dir() else _NoLock()
+    except BaseException:
+        if probe is not None:
+            probe.close()
+        raise
+
+
+class _NoLock:
+    """--out is not a directory: prior_results refuses it; nothing to lock."""
+
+    def release(self) -> None:
+        pass
 
 
 def _run_local(run: RunSettings, todo: list[EpisodeSpec], policy: Any,

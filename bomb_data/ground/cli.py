@@ -15,21 +15,32 @@ CAMERA_CHOICE = click.Choice(list(CAMERAS))
 @click.command("masks")
 @click.argument("store", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Masks file to write (.npz).")
-@click.option("--episodes", default=None, help="Store positions, e.g. 0,3,5-8 [default: all].")
+@click.option("--episodes", default=None,
+              help="Store positions (or results.jsonl rows of an evaluation), e.g. 0,3,5-8 [default: all].")
 @click.option("--cameras", "cameras", type=CAMERA_CHOICE, multiple=True, help="Repeatable [default: both].")
 @click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="Every N-th step.")
 @click.option("--amodal/--no-amodal", default=True, show_default=True,
               help="Also compute amodal masks (3 more segmentation renders per frame and camera).")
 def masks(store: Path, out: Path, episodes: str | None, cameras: tuple[str, ...], every: int, amodal: bool) -> None:
-    """Ground-truth masks and boxes of a store's frames (target disc, active stone, fingers, board, tray,
-    each board stone with colour and coordinate), recomputed from the recorded states."""
+    """Ground-truth masks and boxes of a store's or an evaluation directory's frames (target disc, active
+    stone, fingers, board, tray, each board stone with colour and coordinate), recomputed from the
+    recorded states. For an evaluation, --episodes counts its results.jsonl rows."""
     from ..store import EpisodeStore
-    from .truth import parse_selection, write_masks
+    from .truth import eval_episode_ids, is_eval_dir, parse_selection, write_masks
 
-    s = EpisodeStore(store)
-    s.require_nonempty()
-    eps = parse_selection(episodes, len(s), "--episodes")
-    res = write_masks(s, out, eps, cameras=cameras or CAMERAS, every=every, amodal=amodal)
+    if is_eval_dir(store):
+        n = len(eval_episode_ids(store))
+        if n == 0:
+            from ..errors import StoreError
+
+            raise StoreError(f"{store}: the evaluation holds no finished episode")
+        src: object = store
+    else:
+        src = EpisodeStore(store)
+        src.require_nonempty()
+        n = len(src)
+    eps = parse_selection(episodes, n, "--episodes")
+    res = write_masks(src, out, eps, cameras=cameras or CAMERAS, every=every, amodal=amodal)
     click.echo(json.dumps(res, indent=2))
 
 

@@ -89,8 +89,10 @@ class LeRobotBackbone:
     """``features(obs)`` from a loaded LeRobot policy's vision backbone (frozen, in eval mode).
 
     The camera image (H×W×3 uint8) becomes a (1, 3, H', W') float tensor in [0, 1] (resized to
-    ``size`` if given), normalised with ImageNet mean and std unless ``imagenet_norm=False`` (the
-    ResNet backbones of ACT and Diffusion Policy expect it), and is passed through the module at
+    ``size`` if given), normalised with ``mean`` and ``std`` (per channel) when given — what a trained
+    policy's own pre-processor does to its images (``from_pretrained`` reads them from the checkpoint)
+    — else with ImageNet mean and std unless ``imagenet_norm=False`` (the pretrained ResNet backbones of
+    ACT and Diffusion Policy expect it), and is passed through the module at
     ``module`` (a dotted attribute path from the policy). The output — a tensor, the last value of a
     dict (torchvision's ``IntermediateLayerGetter``) or the first element of a tuple — is averaged
     over its spatial dimensions when it has any and flattened.
@@ -100,12 +102,12 @@ class LeRobotBackbone:
     ``vqbet.rgb_encoder`` (VQ-BeT). For other policies (pi0, SmolVLA: the VLM's vision tower) pass
     ``module``. torch is imported here, not at module import.
 
-    Use it from a factory::
+    Use it from a factory, on a checkpoint trained with lerobot (its saved pre-processor gives the
+    image normalisation the backbone was trained with)::
 
         def load():
-            from lerobot.policies.act.modeling_act import ACTPolicy
             from bomb_data.ground.features import LeRobotBackbone
-            return LeRobotBackbone(ACTPolicy.from_pretrained("outputs/act_bomb/pretrained_model"))
+            return LeRobotBackbone.from_pretrained("outputs/act_bomb/checkpoints/last/pretrained_model")
 
     and ``bomb-data probe features --policy python:my_module:load ...``.
     """
@@ -115,11 +117,18 @@ class LeRobotBackbone:
     IMAGENET_STD = (0.229, 0.224, 0.225)
 
     def __init__(self, policy: Any, camera: str = "agentview", module: str | None = None, size: int | None = None,
-                 imagenet_norm: bool = True, device: str | None = None):
+                 imagenet_norm: bool = True, device: str | None = None, mean: Any = None, std: Any = None):
         import torch
 
         self.torch = torch
         self.policy, self.camera, self.size, self.imagenet_norm = policy, camera, size, imagenet_norm
+        if (mean is None) != (std is None):
+            raise PolicyError("LeRobotBackbone: give both mean and std, or neither")
+        self.mean = None if mean is None else [float(v) for v in np.asarray(mean, np.float64).reshape(-1)]
+        self.std = None if std is None else [float(v) for v in np.asarray(std, np.float64).reshape(-1)]
+        if self.mean is not None and not (len(self.mean) == len(self.std) == 3):
+            raise PolicyError(f"LeRobotBackbone: mean and std need 3 values (RGB), given {len(self.mean)} "
+                              f"and {len(self.std)}")
         paths = (module,) if module else self.DEFAULT_MODULES
         found = None
         for path in paths:
@@ -145,10 +154,11 @@ class LeRobotBackbone:
         x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float().div(255.0).to(self.device)
         if self.size:
             x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        if self.imagenet_norm:
-            mean = torch.tensor(self.IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
-            std = torch.tensor(self.IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
-            x = (x - mean) / std
+        if self.mean is not None or self.imagenet_norm:
+            m, sd = (self.mean, self.std) if self.mean is not None else (self.IMAGENET_MEAN, self.IMAGENET_STD)
+            mean = torch.tensor(m, device=self.device).view(1, 3, 1, 1)
+            std = torch.tensor(sd, device=self.device).view(1, 3, 1, 1)
+            x = (x - mean) / (std + 1e-8)  # lerobot's normaliser adds the same epsilon
         with torch.no_grad():
             out = self.module(x)
         if isinstance(out, dict):
@@ -159,9 +169,50 @@ class LeRobotBackbone:
             out = out.mean(dim=tuple(range(2, out.ndim)))
         return out.reshape(-1).float().cpu().numpy()
 
+    @classmethod
+    def from_pretrained(cls, path: str | Path, camera: str = "agentview", **kwargs: Any) -> LeRobotBackbone:
+        """A LeRobot checkpoint directory (``pretrained_model``: config, weights, pre-processor) → the hook.
+
+        The policy class comes from the saved config's ``type``; the image normalisation from the saved
+        pre-processor: the per-channel mean and std of ``observation.images.<camera>`` when the policy
+        normalises images with MEAN_STD, none when it passes them through (IDENTITY). Needs lerobot ≥ 0.4
+        (processor pipelines). Raises ``PolicyError`` when the checkpoint cannot be read.
+        """
+        try:
+            from lerobot.configs.policies import PreTrainedConfig
+            from lerobot.configs.types import NormalizationMode
+            from lerobot.policies.factory import get_policy_class
+            from lerobot.processor import PolicyProcessorPipeline
+        except ImportError as exc:
+            raise PolicyError(f"LeRobotBackbone.from_pretrained needs lerobot >= 0.4: {exc}") from None
+        try:
+            cfg = PreTrainedConfig.from_pretrained(str(path))
+            policy = get_policy_class(cfg.type).from_pretrained(str(path))
+            pre = PolicyProcessorPipeline.from_pretrained(str(path), config_filename="policy_preprocessor.json")
+        except Exception as exc:  # a foreign library reading a user's directory
+            raise PolicyError(f"{path}: not a readable LeRobot checkpoint ({type(exc).__name__}: {exc})") from None
+        key = f"observation.images.{camera}"
+        mode = cfg.normalization_mapping.get("VISUAL")
+        if key not in cfg.input_features:
+            raise PolicyError(f"{path}: the policy has no image input {key} "
+                              f"(it has {', '.join(sorted(cfg.input_features))})")
+        if mode == NormalizationMode.MEAN_STD:
+            stats = next((st.stats[key] for st in getattr(pre, "steps", [])
+                          if isinstance(getattr(st, "stats", None), dict) and key in st.stats), None)
+            if stats is None or "mean" not in stats or "std" not in stats:
+                raise PolicyError(f"{path}: the pre-processor holds no mean/std for {key}")
+            kwargs.setdefault("mean", np.asarray(stats["mean"], np.float64))
+            kwargs.setdefault("std", np.asarray(stats["std"], np.float64))
+        elif mode == NormalizationMode.IDENTITY or mode is None:
+            kwargs.setdefault("imagenet_norm", False)
+        else:
+            raise PolicyError(f"{path}: image normalisation {mode} is not supported by the hook (MEAN_STD, IDENTITY)")
+        return cls(policy, camera=camera, **kwargs)
+
     def describe(self) -> dict[str, Any]:
+        norm = ("checkpoint mean/std" if self.mean is not None else "imagenet" if self.imagenet_norm else "none")
         return {"kind": "lerobot_backbone", "policy": type(self.policy).__name__, "module": self.module_path,
-                "camera": self.camera, "size": self.size, "imagenet_norm": self.imagenet_norm}
+                "camera": self.camera, "size": self.size, "normalisation": norm, "mean": self.mean, "std": self.std}
 
 
 def load_feature_policy(spec: str) -> Any:

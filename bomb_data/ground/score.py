@@ -5,11 +5,14 @@ Maps come as an ``.npz`` of float32 (H, W) arrays keyed ``"<episode>/<step>/<cam
 
 - a store: the episode's position in the store (0-based); every frame's state is in the store.
 - an evaluation directory (``results.jsonl``): the row's ``episode_id`` (e.g. ``nominal/3``, so
-  keys are split at their last two ``/``). An evaluation keeps no per-step state: a key
-  ``"<episode>/<step>/mj_state"`` in the maps file gives it; without one, the frame is scored
-  against the scene as reset (exact for everything that does not move in the agentview picture:
-  target, board, tray, board stones) and frames of the wrist camera, or against moving objects,
-  are skipped with the reason ``no_state``.
+  keys are split at their last two ``/``). An evaluation records every episode's per-frame states
+  (``states/<cell>/ep<j>.npz``, ``bomb_data.evaluate.states``): step t is the policy loop's frame t
+  (after any settle steps; the last frame is the final state), restored and checked (checksum, reset,
+  the target pixel the environment reported) as for a store. For an evaluation made before states
+  were recorded, a key ``"<episode>/<step>/mj_state"`` in the maps file gives the state; without one,
+  the frame is scored against the scene as reset (exact for everything that does not move in the
+  agentview picture: target, board, tray, board stones) and frames of the wrist camera, or against
+  moving objects, are skipped with the reason ``no_state``.
 
 Aggregates per object, per camera, per episode phase (approach, grasp, transport, release; from
 the recorded gripper command and stone height) and per perturbation cell: continuous metrics with
@@ -175,8 +178,15 @@ class _Source:
         row = self.rows.get(key)
         if row is None:
             raise ConfigError(f"maps: episode {key!r} is not in {self.path / 'results.jsonl'}")
-        meta = {"seed": row["seed"], "target": row.get("target"), "params": self._params(row),
+        meta = {"seed": row["seed"], "target": row.get("target"), "params": row.get("params") or self._params(row),
                 "episode_index": key}
+        if row.get("states"):
+            from ..evaluate.states import read_states
+
+            a = read_states(self.path, row)
+            return {"meta": meta, "states": a["mj_state"], "state0": a["reset_state"], "arrays": a,
+                    "phases": episode_phases(a["gripper_cmd"], a["stone_pos"][:, 2]), "cell": row.get("cell_id"),
+                    "length": int(a["mj_state"].shape[0])}
         return {"meta": meta, "states": None, "phases": None, "cell": row.get("cell_id"), "length": None}
 
     def _params(self, row: dict[str, Any]) -> dict[str, Any]:
@@ -219,6 +229,7 @@ def score_maps(maps_path: Path, against: Path, *, objects: tuple[str, ...] = OBJ
     """
     from .. import _gl  # noqa: F401
     from ..env import GoPlaceEnv
+    from ..evaluate.states import check_target_px
     from .truth import TruthRenderer, reset_to_episode
 
     if mask not in ("amodal", "visible"):
@@ -244,7 +255,7 @@ def score_maps(maps_path: Path, against: Path, *, objects: tuple[str, ...] = OBJ
         for e in sorted(by_ep, key=lambda s: (len(s), s)):
             info = src.episode(e)
             states = info["states"]
-            reset_to_episode(env, info["meta"], states[0] if states is not None else None)
+            reset_to_episode(env, info["meta"], info.get("state0", states[0] if states is not None else None))
             reset_state = env.mj_state()
             for t, cam in sorted(by_ep[e]):
                 if cam not in CAMERAS:
@@ -260,6 +271,8 @@ def score_maps(maps_path: Path, against: Path, *, objects: tuple[str, ...] = OBJ
                 state_src = "store"
                 if states is not None:
                     env.set_mj_state(states[t])
+                    if "arrays" in info:  # an evaluation's states: the target pixel it reported, again
+                        check_target_px(env, info["arrays"], t, f"{against}: episode {e}")
                 elif (e, t) in state_keys:
                     env.set_mj_state(np.asarray(z[state_keys[(e, t)]], float))
                     state_src = "maps"

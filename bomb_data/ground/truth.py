@@ -314,11 +314,62 @@ def store_truth(store: Any, episodes: Iterable[int] | None = None, steps: dict[i
         env.close()
 
 
+def is_eval_dir(path: Any) -> bool:
+    """Whether ``path`` is an evaluation directory (it holds ``results.jsonl``), not a store."""
+    return isinstance(path, (str, Path)) and (Path(path) / "results.jsonl").is_file()
+
+
+def eval_episode_ids(eval_dir: Path) -> list[str]:
+    """The episodes of an evaluation directory, in ``results.jsonl`` order (``--episodes`` positions)."""
+    from ..evaluate.results import read_results
+
+    return [r["episode_id"] for r in read_results(Path(eval_dir) / "results.jsonl")]
+
+
+def eval_truth(eval_dir: Path, episodes: Iterable[int] | None = None, cameras: Iterable[str] = ("agentview", "wrist"),
+               every: int = 1, amodal: bool = True) -> Iterator[tuple[str, int, str, dict[str, ObjectTruth]]]:
+    """Ground truth of an evaluation's frames, from the per-frame states it recorded
+    (``bomb_data.evaluate.states``): each episode's reset is checked against its recorded reset state
+    and each restored frame's target pixel against the one the environment reported.
+
+    Yields:
+        (episode id, step, camera, {object name: ObjectTruth}).
+    """
+    from .. import _gl  # noqa: F401
+    from ..env import GoPlaceEnv
+    from ..evaluate.states import check_target_px
+    from .score import _Source
+
+    src = _Source(Path(eval_dir))
+    ids = eval_episode_ids(eval_dir)
+    env = GoPlaceEnv(src.bomb_config(), render_images=False)
+    tr = TruthRenderer(env, amodal=amodal)
+    try:
+        for i in (range(len(ids)) if episodes is None else episodes):
+            e = ids[int(i)]
+            info = src.episode(e)
+            if info["states"] is None:
+                from ..evaluate.states import read_states
+
+                read_states(Path(eval_dir), src.rows[e])  # raises: no states recorded
+            reset_to_episode(env, info["meta"], info["state0"])
+            for t in range(0, info["length"], every):
+                env.set_mj_state(info["states"][t])
+                check_target_px(env, info["arrays"], t, f"{eval_dir}: episode {e}")
+                for cam in cameras:
+                    yield e, t, cam, tr.frame(cam)
+    finally:
+        tr.close()
+        env.close()
+
+
 def write_masks(store: Any, out: Path, episodes: Iterable[int] | None = None, cameras: Iterable[str] = ("agentview",
                 "wrist"), every: int = 1, amodal: bool = True) -> dict[str, Any]:
-    """Write a store's ground truth to ``out`` (.npz) and return its index (also stored in it).
+    """Write the ground truth of a store's, or an evaluation directory's, frames to ``out`` (.npz) and
+    return its index (also stored in it).
 
-    Layout: ``"<episode>/<step>/<camera>/<object>/visible"`` (H, W) bool for every object, and
+    Layout: ``"<episode>/<step>/<camera>/<object>/visible"`` (H, W) bool for every object (``<episode>``:
+    the store position, or the evaluation's episode id, e.g. ``nominal/3``), and
     ``".../amodal"`` where the amodal mask differs from the visible one; ``"__index__"`` holds the
     JSON index (per frame and camera, each object's description: boxes, pixel counts, colour,
     coordinate, target point). Written to a temporary file and renamed, so ``out`` is whole or absent.
@@ -330,8 +381,10 @@ def write_masks(store: Any, out: Path, episodes: Iterable[int] | None = None, ca
         raise ConfigError(f"--out: expected a .npz file name, given {out}")
     arrays: dict[str, NDArray[Any]] = {}
     index: dict[str, Any] = {"format": "bomb-data-masks", "version": 1, "store": str(getattr(store, "root", store)),
-                             "frames": {}}
-    for e, t, cam, objs in store_truth(store, episodes, cameras=cameras, every=every, amodal=amodal):
+                             "source": "eval" if is_eval_dir(store) else "store", "frames": {}}
+    frames = (eval_truth(store, episodes, cameras=cameras, every=every, amodal=amodal) if is_eval_dir(store)
+              else store_truth(store, episodes, cameras=cameras, every=every, amodal=amodal))
+    for e, t, cam, objs in frames:
         key = f"{e}/{t}/{cam}"
         index["frames"][key] = {n: o.describe() for n, o in objs.items()}
         for n, o in objs.items():
