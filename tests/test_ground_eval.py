@@ -185,3 +185,24 @@ def test_killed_while_writing_states_the_rerun_completes(tmp_path):
     assert len(rows_of(d)) == 2 and not list(d.rglob("*.tmp-*"))
     p = cli("masks", str(d), "--out", str(tmp_path / "m.npz"), "--every", "20", "--no-amodal")
     assert p.returncode == 0, p.stderr
+
+
+def test_long_cell_ids_get_bounded_file_names(tmp_path: Path):
+    """A randomized grid's cell names every axis (over 255 characters): replaying such a store records
+    each episode's states and video under a name the filesystem takes (it used to fail with ENAMETOOLONG),
+    and two distinct long names stay distinct."""
+    from bomb_data.evaluate.video import MAX_NAME, safe_name
+    from tests._stores import make_store
+
+    store = make_store(tmp_path / "store", n=1, H=SIZE, W=SIZE, grid="randomized").root
+    d = tmp_path / "replay"
+    p = cli("eval", "--policy", f"replay:{store}", "--workers", "1", "-q", "--out", str(d))
+    assert p.returncode == 0, p.stderr
+    (row,) = rows_of(d)
+    assert len(row["cell_id"]) > 255
+    for rel in (row["states"]["file"], row["video"]):
+        f = d / rel
+        assert f.is_file() and len(f.parent.name) <= MAX_NAME, rel
+    a, b = "x" * 300 + "a", "x" * 300 + "b"
+    assert safe_name(a) != safe_name(b) and max(len(safe_name(a)), len(safe_name(b))) <= MAX_NAME
+    assert safe_name("nominal") == "nominal" and safe_name("a b/c") == "a_b_c"
