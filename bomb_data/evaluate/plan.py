@@ -103,6 +103,21 @@ def grid_episodes(grid: Any, k: int, root_seed: int, videos_per_cell: int) -> li
             for c in grid.cells() for j in range(k)]
 
 
+def store_config(store: Any, label: object, default: BombConfig) -> BombConfig:
+    """The configuration a store was made with (``default`` for a store that records none); ConfigError
+    in one line naming ``label`` when it is not valid."""
+    if not store.config:
+        return default
+    from pydantic import ValidationError
+
+    from ..config import format_validation_error
+
+    try:
+        return BombConfig.model_validate(store.config)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, f"{label} config")) from None
+
+
 def store_episodes(store: Any, videos_per_cell: int) -> list[EpisodeSpec]:
     """One spec per episode of a store, with its recorded seed, parameters and target (replay)."""
     out, per_cell = [], {}
@@ -137,9 +152,6 @@ def plan_evaluation(cfg: BombConfig, policy: str, spec: Any, grid: str, episodes
         ConfigError: its configuration is invalid; an unknown grid, or one whose scenes leave too few
             empty intersections.
     """
-    from pydantic import ValidationError
-
-    from ..config import format_validation_error
     from .sequence import is_sequence_run, sequence_config
 
     if spec.kind == "replay":
@@ -150,11 +162,7 @@ def plan_evaluation(cfg: BombConfig, policy: str, spec: Any, grid: str, episodes
         except BombDataError as exc:
             raise PolicyError(f"policy {policy}: {exc}") from None
         store.require_nonempty()
-        if store.config:
-            try:
-                cfg = BombConfig.model_validate(store.config)
-            except ValidationError as exc:
-                raise ConfigError(format_validation_error(exc, f"{spec.target} config")) from None
+        cfg = store_config(store, spec.target, cfg)
         if is_sequence_run(cfg, store=store):  # GoSequence episodes (evaluate/sequence.py)
             return EvalPlan(cfg.model_copy(update={"task": "sequence"}), store_episodes(store, videos_per_cell),
                             {"name": f"replay:{spec.target}", "hash": store.description.get("config_hash")},

@@ -31,6 +31,18 @@ OUR_FILES = {RESULTS, SUMMARY, REPORT, RUN_FILE, "videos", "states", SUMMARY + "
              RESULTS + ".tmp", RUN_FILE + ".tmp"}
 
 
+def refuse_foreign(out: Path, ours: set[str] | frozenset[str], what: str) -> None:
+    """ConfigError when the directory ``out`` holds files that are not ``ours`` (names not starting with
+    a dot): results go only into a directory of their own, never into a store, an export or a home
+    directory that ``--overwrite`` could then clear."""
+    if not out.is_dir():
+        return
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in ours and not p.name.startswith("."))
+    if foreign:
+        raise ConfigError(f"--out {out} holds other files ({', '.join(foreign[:3])}"
+                          f"{', ...' if len(foreign) > 3 else ''}); choose an --out of its own for {what}")
+
+
 def read_results(path: Path) -> list[dict[str, Any]]:
     """Rows of ``results.jsonl``; a truncated last line (crash while writing) is dropped."""
     rows = []
@@ -172,12 +184,7 @@ def prior_results(out: Path, run_key: dict[str, Any], sim_meta: dict[str, Any], 
             results of another run (the line says what differs) or of other versions, and ``overwrite``
             is not given.
     """
-    if out.is_dir():
-        # results go only into an evaluation directory (or a new or empty one), never into a store or export
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in OUR_FILES and not p.name.startswith("."))
-        if foreign:
-            raise ConfigError(f"--out {out} holds other files ({', '.join(foreign[:3])}"
-                              f"{', ...' if len(foreign) > 3 else ''}); choose an --out of its own for the results")
+    refuse_foreign(out, OUR_FILES, "the results")
     out.mkdir(parents=True, exist_ok=True)
     run_path, res_path = out / RUN_FILE, out / RESULTS
     if overwrite:

@@ -42,7 +42,14 @@ from ..evaluate.adapt import AdapterConfig, adapt_observation, to_action_chunk
 from ..evaluate.plan import EpisodeSpec, grid_episodes
 from ..evaluate.policies import NOOP_ACTION, make_policy, parse_policy_spec, plan_adapter
 from ..evaluate.protocol import EpisodeStart, PolicyFailure, policy_seed
-from ..evaluate.results import ResultsWriter, key_change, read_results, read_run_record, write_atomic
+from ..evaluate.results import (
+    ResultsWriter,
+    key_change,
+    read_results,
+    read_run_record,
+    refuse_foreign,
+    write_atomic,
+)
 from ..evaluate.video import safe_name
 from ..perturb.language import SPAN_NAMES
 from ..schema import CAMERAS
@@ -330,11 +337,7 @@ def _prepare_out(out: Path, run_key: dict[str, Any], overwrite: bool) -> list[di
 
     from ..provenance import result_version_change, versions
 
-    if out.is_dir():
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in OUR_FILES and not p.name.startswith("."))
-        if foreign:
-            raise ConfigError(f"--out {out} holds other files ({', '.join(foreign[:3])}"
-                              f"{', ...' if len(foreign) > 3 else ''}); choose an --out of its own for the explanation")
+    refuse_foreign(out, OUR_FILES, "the explanation")
     out.mkdir(parents=True, exist_ok=True)
     if overwrite:
         for name in (RESULTS, SUMMARY, HTML, MAPS):
@@ -376,19 +379,12 @@ def plan_episodes(cfg: BombConfig, *, grid: str, cells: list[str] | None, episod
                                                                     Any]:
     """The episodes to explain: (config, specs, description for the run key, store or None)."""
     if store is not None:
-        from pydantic import ValidationError
-
-        from ..config import format_validation_error
-        from ..evaluate.plan import store_episodes
+        from ..evaluate.plan import store_config, store_episodes
         from ..store import EpisodeStore
 
         st = EpisodeStore(store)
         st.require_nonempty()
-        if st.config:
-            try:
-                cfg = BombConfig.model_validate(st.config)
-            except ValidationError as exc:
-                raise ConfigError(format_validation_error(exc, f"{store} config")) from None
+        cfg = store_config(st, store, cfg)
         # episodes are named by their position in the store (as `bomb-data ground` reads maps of a store)
         specs = [replace(e, episode_id=str(e.source_index)) for e in store_episodes(st, 0)]
         if episodes:

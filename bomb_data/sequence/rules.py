@@ -410,17 +410,8 @@ def _choose(rng: np.random.Generator, g: _Game, color: Color, legal: list[Point]
 
 
 def _liberties(pos: dict[Point, Color], n: int, start: Point) -> int:
-    color = pos[start]
-    seen, stack, libs = {start}, [start], set()
-    while stack:
-        q = stack.pop()
-        for nb in _neighbours(n, q):
-            if nb not in pos:
-                libs.add(nb)
-            elif pos[nb] == color and nb not in seen:
-                seen.add(nb)
-                stack.append(nb)
-    return len(libs)
+    """How many liberties the group at ``start`` has."""
+    return len(_group(pos, n, start)[1])
 
 
 def _makes_atari(g: _Game, color: Color, p: Point) -> bool:
