@@ -24,3 +24,15 @@ def write_text_atomic(path: Path, text: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporary files ``.<name>.tmp-<pid>`` beside ``path`` that a process killed while
+    writing it left (its PID no longer runs); those of a live writer are kept."""
+    from .store.format import pid_alive
+
+    path = Path(path)
+    for p in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = p.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            p.unlink(missing_ok=True)

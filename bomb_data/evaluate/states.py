@@ -91,12 +91,9 @@ class StateRecorder:
         data = buf.getvalue()
         path = Path(out_dir) / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        from ..store.format import pid_alive
+        from .._atomic import remove_stale_temporaries
 
-        for p in path.parent.glob(f".{path.name}.tmp-*"):  # left by a run killed while writing it
-            pid = p.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and not pid_alive(int(pid)):
-                p.unlink(missing_ok=True)
+        remove_stale_temporaries(path)  # left by a run killed while writing it
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:
             with open(tmp, "wb") as f:

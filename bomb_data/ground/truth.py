@@ -393,12 +393,9 @@ def write_masks(store: Any, out: Path, episodes: Iterable[int] | None = None, ca
                 arrays[f"{key}/{n}/amodal"] = o.amodal
     arrays["__index__"] = np.frombuffer(json.dumps(index).encode(), dtype=np.uint8)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from ..store.format import pid_alive
+    from .._atomic import remove_stale_temporaries
 
-    for p in out.parent.glob(f".{out.name}.tmp-*"):  # left by a run that was killed while writing
-        pid = p.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            p.unlink(missing_ok=True)
+    remove_stale_temporaries(out)  # left by a run that was killed while writing
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
