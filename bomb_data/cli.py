@@ -264,45 +264,9 @@ def export(fmt: str, store: Path, out: Path | None, overwrite: bool, workers: in
               help="Also write a PNG sheet of the first and last agentview frame of up to 12 episodes.")
 def info(store: Path, as_json: bool, thumbnails: Path | None) -> None:
     """What a store holds: episodes, splits, perturbation coverage, versions, size."""
-    from .store import EpisodeStore
+    from .store.overview import describe_store
 
-    s = EpisodeStore(store)
-    for i in sorted({0, len(s) - 1}) if len(s) else ():  # the ends a killed writer or a truncation hit
-        s.verify_episode(i)
-    eps = s.episodes
-    cells: dict[str, int] = {}
-    for m in eps:
-        cells[m["cell_id"]] = cells.get(m["cell_id"], 0) + 1
-    summary = {
-        "store": str(store),
-        "episodes": len(s),
-        "successful": sum(1 for m in eps if m["success"]),
-        "steps": s.num_steps,
-        "splits": s.splits(),
-        "cells": cells,
-        "image_shape": list(s.image_shape),
-        "control_hz": s.fps,
-        "config_hash": s.description.get("config_hash"),
-        "versions": s.description.get("versions"),
-        "created": s.description.get("created"),
-        "size_bytes": s.size_bytes(),
-    }
-    from .store.overview import store_overview
-
-    summary.update(store_overview(s.description, eps))  # task, sequences (K distribution), view at reset
-    if thumbnails is not None:
-        from .preview import contact_sheet
-
-        imgs, labels = [], []
-        for ep in s.iter_episodes(range(min(12, len(s)))):
-            frames = ep.images("agentview")
-            m = ep.meta
-            imgs += [frames[0], frames[-1]]
-            labels += [f"{m['episode_index']} {m['cell_id']}",
-                       f"{m['target']} {'ok' if m['success'] else m['failure_reason']}"]
-        if imgs:
-            contact_sheet(imgs, labels, cols=6).save(thumbnails)
-        summary["thumbnails"] = str(thumbnails)
+    summary = describe_store(store, thumbnails)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
@@ -346,35 +310,9 @@ def replay(export: Path, demo: str | None) -> None:
     """Replay a robomimic export in the simulator: restore each demo's first state, execute its
     actions, and report whether the stone ends on the target (proof that actions and states mean
     what they say)."""
-    from converters.hdf5 import list_robomimic_demos, read_robomimic_demo
+    from .replay import replay_robomimic
 
-    from .config import BombConfig
-    from .env import GoPlaceEnv
-
-    names = [demo] if demo else list_robomimic_demos(export)
-    if not names:
-        raise BombDataError(f"{export} holds no demos")
-    d0 = read_robomimic_demo(export, names[0])
-    env = GoPlaceEnv(BombConfig.model_validate(d0.env_args["env_kwargs"]["config"]), render_images=False)
-    results = []
-    try:
-        for n in names:
-            d = read_robomimic_demo(export, n)
-            env.reset(seed=int(d.meta["seed"]), options={"params": d.params, "target": d.target})
-            env.set_mj_state(d.states[0])
-            info: dict[str, Any] = {}
-            for a in d.actions:
-                _, _, term, trunc, info = env.step(a)
-                if term or trunc:
-                    break
-            results.append({"demo": n, "target": list(d.target), "success": bool(info.get("success")),
-                            "placement_error_m": info.get("placement_error_m"),
-                            "failure_reason": info.get("failure_reason")})
-    finally:
-        env.close()
-    ok = sum(r["success"] for r in results)
-    click.echo(json.dumps({"export": str(export), "demos": len(results), "successes": ok,
-                           "success_rate": round(ok / len(results), 4), "results": results}, indent=2))
+    click.echo(json.dumps(replay_robomimic(export, demo), indent=2))
 
 
 def _add_subcommands() -> None:

@@ -1,4 +1,6 @@
-"""What ``bomb-data info`` adds about a store's episodes from their metadata alone (no arrays read).
+"""What ``bomb-data info`` prints about a store: :func:`describe_store` (the whole description, and
+optionally a sheet of thumbnails) and :func:`store_overview`, what it adds from the episodes'
+metadata alone (no arrays read).
 
 ``store_overview(description, episodes)``:
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,3 +63,48 @@ def store_overview(description: dict[str, Any], episodes: list[dict[str, Any]]) 
                                       "hidden": sum(1 for v in vis if v is False),
                                       "unknown": sum(1 for v in vis if v is None)}}
     return out
+
+
+def describe_store(path: Path, thumbnails: Path | None = None) -> dict[str, Any]:
+    """What a store holds: episodes, splits, cells, image shape, control rate, versions, size, and
+    :func:`store_overview`. The first and last episode are verified against their checksums first (the
+    ends a killed writer or a truncation hits); StoreError if they are damaged. With ``thumbnails``,
+    also a PNG sheet of the first and last agentview frame of up to 12 episodes at that path."""
+    from . import EpisodeStore
+
+    s = EpisodeStore(path)
+    for i in sorted({0, len(s) - 1}) if len(s) else ():
+        s.verify_episode(i)
+    eps = s.episodes
+    cells: dict[str, int] = {}
+    for m in eps:
+        cells[m["cell_id"]] = cells.get(m["cell_id"], 0) + 1
+    summary: dict[str, Any] = {
+        "store": str(path),
+        "episodes": len(s),
+        "successful": sum(1 for m in eps if m["success"]),
+        "steps": s.num_steps,
+        "splits": s.splits(),
+        "cells": cells,
+        "image_shape": list(s.image_shape),
+        "control_hz": s.fps,
+        "config_hash": s.description.get("config_hash"),
+        "versions": s.description.get("versions"),
+        "created": s.description.get("created"),
+        "size_bytes": s.size_bytes(),
+    }
+    summary.update(store_overview(s.description, eps))  # task, sequences (K distribution), view at reset
+    if thumbnails is not None:
+        from ..pictures import contact_sheet
+
+        imgs, labels = [], []
+        for ep in s.iter_episodes(range(min(12, len(s)))):
+            frames = ep.images("agentview")
+            m = ep.meta
+            imgs += [frames[0], frames[-1]]
+            labels += [f"{m['episode_index']} {m['cell_id']}",
+                       f"{m['target']} {'ok' if m['success'] else m['failure_reason']}"]
+        if imgs:
+            contact_sheet(imgs, labels, cols=6).save(thumbnails)
+        summary["thumbnails"] = str(thumbnails)
+    return summary
