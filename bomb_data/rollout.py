@@ -9,8 +9,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .config import BombConfig
-from .env import CAMERAS, GoPlaceEnv
+from .env import GoPlaceEnv
 from .params import EpisodeParams
+from .schema import CAMERAS
 from .seeds import episode_seed, expert_rngs  # noqa: F401  (episode_seed: importable from here as before)
 from .store.images import encode_jpeg
 from .store.record import EpisodeRecord

@@ -31,9 +31,10 @@ import numpy as np
 from pydantic import ValidationError
 
 from ..config import BombConfig, SimConfig, format_validation_error
-from ..env import CAMERAS, SETTLE_S, GoPlaceEnv, episode_generators
+from ..env import SETTLE_S, GoPlaceEnv, episode_generators
 from ..errors import ConfigError
 from ..params import EpisodeParams
+from ..schema import CAMERAS
 from ..sim.panda import HOME_QPOS
 from ..sim.scene import BOARD_THICKNESS_M, SequenceSupply, apply_appearance, intersection_world
 from ..task import Placement, SuccessChecker

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 from ..perturb.language import GO_LETTERS
@@ -65,16 +64,3 @@ def episode_diagrams(meta: dict[str, Any], cell: int = 24) -> tuple[Image.Image,
     missed = [(r, c) for _, _, r, c in subs[done:]]
     return (board_diagram(n, before, cell=cell),
             board_diagram(n, after, moves, [p for p in removed if p not in after], missed, cell=cell))
-
-
-def contact_sheet(frames: list[np.ndarray], labels: list[str], cols: int = 4) -> Image.Image:
-    """Frames side by side, ``cols`` per row, each with its label underneath."""
-    h, w = frames[0].shape[:2]
-    rows = -(-len(frames) // cols)
-    sheet = Image.new("RGB", (cols * w, rows * (h + 14)), (255, 255, 255))
-    d = ImageDraw.Draw(sheet)
-    for i, (f, text) in enumerate(zip(frames, labels)):
-        x, y = (i % cols) * w, (i // cols) * (h + 14)
-        sheet.paste(Image.fromarray(f), (x, y))
-        d.text((x + 2, y + h + 1), text[: w // 6], fill=(0, 0, 0))
-    return sheet

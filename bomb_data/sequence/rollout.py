@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 
 from ..config import BombConfig
-from ..env import CAMERAS
 from ..errors import ConfigError
 from ..params import EpisodeParams
 from ..rollout import _NAN2, _VEC_KEYS, _outcome, expert_rngs
+from ..schema import CAMERAS
 from ..store.images import encode_jpeg
 from ..store.record import EpisodeRecord
 
