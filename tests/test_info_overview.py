@@ -26,7 +26,10 @@ def test_info_of_a_sequence_store_gives_its_task_and_chains(run_cli, sequence_st
         want[str(len(m["subtasks"]))] = want.get(str(len(m["subtasks"])), 0) + 1
     assert q["subtasks"] == want and sum(want.values()) == 2
     assert q["subtasks_completed"]["total"] == sum(m["subtasks_completed"] for m in eps)
-    assert s["view"]["target_visible"] == {"visible": 0, "hidden": 0, "unknown": 2}
+    # a sequence episode records the view at reset as a place episode does (its first subtask's target)
+    tv = [m["target_visible"] for m in eps]
+    assert s["view"]["target_visible"] == {"visible": tv.count(True), "hidden": tv.count(False), "unknown": 0}
+    assert s["view"]["line_spacing_px"]["count"] == 2
     plain = run_cli("info", str(sequence_store), check=True).stdout
     assert "task: sequence" in plain and "sequences: {'moves': {'2': 2}" in plain
 

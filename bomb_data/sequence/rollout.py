@@ -90,6 +90,7 @@ def rollout_sequence_expert(env: Any, cfg: BombConfig, params: EpisodeParams, se
         "failure_reason": reason,
         "placement_error_m": float(info["placement_error_m"]),
         "chosen_intersection": list(info["chosen_intersection"]),
+        **env.reset_view,  # what the agentview picture showed of the board at reset
         "task": "sequence",
         "subtasks": [[s.kind, s.color, s.point[0], s.point[1]] for s in env.subtasks],
         "subtask_instructions": list(env.subtask_texts),

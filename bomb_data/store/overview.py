@@ -12,7 +12,7 @@ metadata alone (no arrays read).
   ``board_visible_fraction``, ``line_spacing_px`` and ``hidden_intersections`` as distributions
   (count, mean, median, p10, p90, min, max over the episodes that recorded them) and
   ``target_visible`` as counts (visible, hidden, unknown: episodes without the field, e.g. stores
-  recorded before it existed, sequence episodes or episodes recorded without images).
+  recorded before it existed or episodes recorded without images).
 """
 
 from __future__ import annotations
