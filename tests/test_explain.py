@@ -219,6 +219,7 @@ def _cli(*args: str, env: dict | None = None, timeout: float = 300) -> subproces
     (["--steps", "50"], "--steps 50: past the end of episode nominal/0"),
     (["--patch", "48"], "--patch 48: larger than the image"),
     (["--cells", "nowhere"], "unknown cell 'nowhere'"),
+    (["--grid", "sequence"], "grid sequence is a sequence (task: sequence), which explain does not support"),
 ])
 def test_bad_input_is_one_line(tmp_path, args, msg):
     p = _cli("--policy", POL + "region", "--image-size", "32", "--max-steps", "10", "--out", str(tmp_path / "x"),

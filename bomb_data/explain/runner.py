@@ -377,13 +377,22 @@ def _parse_indices(text: str) -> list[int]:
 def plan_episodes(cfg: BombConfig, *, grid: str, cells: list[str] | None, episodes_per_cell: int, seed: int,
                   store: str | None, episodes: str | None) -> tuple[BombConfig, list[EpisodeSpec], dict[str, Any],
                                                                     Any]:
-    """The episodes to explain: (config, specs, description for the run key, store or None)."""
+    """The episodes to explain: (config, specs, description for the run key, store or None).
+
+    ConfigError for GoSequence episodes (a sequence store, grid or configuration): explain runs the
+    single placement only, and says so rather than explaining a different task."""
+    unsupported = ("explain runs GoPlace episodes only; {what} is a sequence (task: sequence), which "
+                   "explain does not support yet (evaluate it with `bomb-data eval`)")
+    if cfg.task == "sequence":
+        raise ConfigError(unsupported.format(what="the configuration"))
     if store is not None:
         from ..evaluate.plan import store_config, store_episodes
         from ..store import EpisodeStore
 
         st = EpisodeStore(store)
         st.require_nonempty()
+        if st.description.get("task") == "sequence":
+            raise ConfigError(unsupported.format(what=f"store {store}"))
         cfg = store_config(st, store, cfg)
         # episodes are named by their position in the store (as `bomb-data ground` reads maps of a store)
         specs = [replace(e, episode_id=str(e.source_index)) for e in store_episodes(st, 0)]
@@ -398,6 +407,8 @@ def plan_episodes(cfg: BombConfig, *, grid: str, cells: list[str] | None, episod
     from ..perturb.grid import load_grid
 
     g = load_grid(grid)
+    if g.task == "sequence":
+        raise ConfigError(unsupported.format(what=f"grid {g.name}"))
     g.require_empty_points(cfg.sim.min_empty_points)
     specs = grid_episodes(g, episodes_per_cell, seed, 0)
     if cells:
