@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 from bomb_data._fault import fault_point
 from bomb_data.errors import ExportError
-from bomb_data.store.format import pid_alive
 
 if TYPE_CHECKING:
     from bomb_data.store import EpisodeStore
@@ -240,6 +239,8 @@ def remove_stale_temps(out: Path) -> None:
                 pid = int(p.name[len(prefix):].split("-")[0])
             except ValueError:
                 continue
+            from bomb_data.store.format import pid_alive  # (the store, hence zarr, only when needed)
+
             if pid == os.getpid() or pid_alive(pid):
                 continue
             log.info("removing %s left by an interrupted export", p)

@@ -107,3 +107,18 @@ def test_layer_checker_sees_a_breach(tmp_path: Path):
                    "    from ..env import GoPlaceEnv\n    import mujoco\n")
     assert _breaches([bad], ("bomb_data.env", "mujoco"), pkg="bomb_data.perturb") == [
         ("probe.py", "bomb_data.env"), ("probe.py", "bomb_data.env.GoPlaceEnv"), ("probe.py", "mujoco")]
+
+
+def test_the_cli_imports_without_the_store_simulator_or_dask():
+    # `bomb-data serve` runs in other ecosystems' environments (lerobot, robomimic side envs) that
+    # hold neither zarr, mujoco nor dask: importing the CLI must not need them
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('zarr', 'mujoco', 'dask', 'distributed'):\n"
+            "            raise ImportError('blocked: ' + name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "import bomb_data.cli\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=str(REPO), capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-800:]
