@@ -28,14 +28,14 @@ def safe_name(name: str) -> str:
     """``name`` with every run of characters other than ``A-Za-z0-9_.+=-`` replaced by ``_`` (a file name).
 
     A name longer than :data:`MAX_NAME` (a cell of a randomized grid names every axis) keeps its first
-    240 characters and ends in ``~`` and 12 hex digits of its BLAKE2b hash, so distinct names stay
+    240 characters and ends in ``~`` and 12 hex digits of its SHA-256 hash, so distinct names stay
     distinct and every name fits a filesystem; shorter names are unchanged."""
     safe = re.sub(r"[^A-Za-z0-9_.+=-]+", "_", name)
     if len(safe) <= MAX_NAME:
         return safe
     import hashlib
 
-    return f"{safe[:240]}~{hashlib.blake2b(name.encode('utf-8'), digest_size=6).hexdigest()}"
+    return f"{safe[:240]}~{hashlib.sha256(name.encode('utf-8')).hexdigest()[:12]}"
 
 
 def caption(width: int, texts: list[tuple[int, str]], color: tuple[int, int, int] = (235, 235, 235)) -> np.ndarray:
