@@ -350,9 +350,13 @@ class GoPlaceEnv(gym.Env):
         corners = self.project(camera, board_corners_world(sc, ps), inside_only=False)
         return board_visibility(robot, corners, grid, radius)
 
+    def _line_spacing(self) -> tuple[float, float]:
+        """(smallest, median) px between neighbouring board lines in the agentview picture at reset."""
+        return agentview_line_spacing_px(self.cfg, self.params.scene)
+
     def _reset_view(self) -> dict[str, Any]:
         """What the agentview picture shows of the board at reset (recorded with every episode)."""
-        lo, med = agentview_line_spacing_px(self.cfg, self.params.scene)
+        lo, med = self._line_spacing()
         view: dict[str, Any] = {"board_visible_fraction": None, "target_visible": None, "hidden_intersections": None,
                                 "line_spacing_px": round(med, 2), "line_spacing_px_min": round(lo, 2)}
         if self.render_images:

@@ -205,23 +205,16 @@ class GoSequenceEnv(GoPlaceEnv):
         self.reset_view = self._reset_view()  # what the picture shows of the board, as for GoPlace
         return obs, {**self._info(final=False), **self.reset_view}
 
-    def _reset_view(self) -> dict[str, Any]:
-        """What the agentview picture shows of the board at reset, as GoPlace records it (the target is
-        the first subtask's point); the line spacing is measured with this scene's own camera, which
-        frames the bowls and the lid too (GoPlace's is computed from its framing without the scene)."""
+    def _line_spacing(self) -> tuple[float, float]:
+        """Measured with this scene's own camera, which frames the bowls and the lid too (GoPlace's is
+        computed from its framing without the scene); the rest of the view at reset is GoPlace's, with
+        the first subtask's point as the target."""
         from ..sim.framing import line_spacing_px
 
         sc, ps = self.scene, self.params.scene
         n = sc.geom.size
         r, c = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-        lo, med = line_spacing_px(self.project("agentview", intersection_world(sc, ps, r, c), inside_only=False))
-        view: dict[str, Any] = {"board_visible_fraction": None, "target_visible": None, "hidden_intersections": None,
-                                "line_spacing_px": round(med, 2), "line_spacing_px_min": round(lo, 2)}
-        if self.render_images:
-            frac, vis = self.board_view("agentview")
-            view.update(board_visible_fraction=round(frac, 4) if math.isfinite(frac) else None,
-                        target_visible=bool(vis[self.target]), hidden_intersections=int((~vis).sum()))
-        return view
+        return line_spacing_px(self.project("agentview", intersection_world(sc, ps, r, c), inside_only=False))
 
     def _begin(self, i: int) -> None:
         """Start subtask ``i``: its checker (positions of the other board stones now) and instruction."""
