@@ -48,7 +48,7 @@ VOLATILE_KEYS = {
     "store_id",  # a random id each new store draws (uuid4)
     "seconds", "seconds_this_run", "episode_seconds_total",  # wall times
     "latency_ms", "latency_ms_mean", "latency_ms_p95", "control_hz", "control_hz_mean",  # measured speed
-    "env_ms_per_step", "overhead_ms_per_step",
+    "env_ms_per_step", "overhead_ms_per_step", "states_ms_per_step",
     "episodes_per_minute", "env_steps_per_second", "frames_per_second",  # generate's and export's speed
     "peak_rss_bytes", "peak_rss_bytes_per_worker",
     # generate's last_run: the store's size counts its lock file, "HOST PID" (a PID of 4 or 5 digits)
