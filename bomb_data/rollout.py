@@ -53,16 +53,7 @@ def rollout_expert(env: GoPlaceEnv, cfg: BombConfig, params: EpisodeParams, seed
     end_info: dict[str, Any] | None = None  # info of the step that ended the task
     task_steps = 0
     while True:
-        states.append(env.mj_state())
-        for c in CAMERAS:
-            # a frame that already is a JPEG (jpeg_quality perturbation) is stored as that file
-            jpeg[c].append(env.frame_jpeg(c, obs[c]) or encode_jpeg(obs[c], jpeg_quality))
-        for k in _VEC_KEYS:
-            rows[k].append(obs[k])
-        rows["stone_pos"].append(info["privileged"]["stone_pos"])
-        for c in CAMERAS:
-            px = info["target_px"][c]
-            rows[f"target_px_{c}"].append(_NAN2 if px is None else px)
+        record_observation(env, obs, info, rows, states, jpeg, jpeg_quality)
         if hold is None:
             action = expert.act(obs, info)
             executed = action
@@ -109,6 +100,23 @@ def rollout_expert(env: GoPlaceEnv, cfg: BombConfig, params: EpisodeParams, seed
         meta["task_steps"] = task_steps
     rec = EpisodeRecord(steps=steps, mj_state=np.asarray(states, dtype=np.float64), jpeg=jpeg, meta=meta)
     return rec, {"success": meta["success"], "steps": len(states), "seconds": time.perf_counter() - t0}
+
+
+def record_observation(env: GoPlaceEnv, obs: dict[str, Any], info: dict[str, Any], rows: dict[str, list[Any]],
+                       states: list[Any], jpeg: dict[str, list[bytes]], jpeg_quality: int) -> None:
+    """Append what a store keeps of the current step's observation (GoPlace and GoSequence rollouts):
+    the MuJoCo state, each camera's JPEG, the proprioception, the stone position and the target's
+    pixel in each camera (NaN when out of view)."""
+    states.append(env.mj_state())
+    for c in CAMERAS:
+        # a frame that already is a JPEG (jpeg_quality perturbation) is stored as that file
+        jpeg[c].append(env.frame_jpeg(c, obs[c]) or encode_jpeg(obs[c], jpeg_quality))
+    for k in _VEC_KEYS:
+        rows[k].append(obs[k])
+    rows["stone_pos"].append(info["privileged"]["stone_pos"])
+    for c in CAMERAS:
+        px = info["target_px"][c]
+        rows[f"target_px_{c}"].append(_NAN2 if px is None else px)
 
 
 def _outcome(end_info: dict[str, Any] | None, last_info: dict[str, Any],

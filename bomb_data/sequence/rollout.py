@@ -10,9 +10,8 @@ import numpy as np
 from ..config import BombConfig
 from ..errors import ConfigError
 from ..params import EpisodeParams
-from ..rollout import _NAN2, _VEC_KEYS, _outcome, expert_rngs
+from ..rollout import _VEC_KEYS, _outcome, expert_rngs, record_observation
 from ..schema import CAMERAS
-from ..store.images import encode_jpeg
 from ..store.record import EpisodeRecord
 
 
@@ -46,16 +45,8 @@ def rollout_sequence_expert(env: Any, cfg: BombConfig, params: EpisodeParams, se
     ends: list[int] = []
     first = info
     while True:
-        states.append(env.mj_state())
-        for c in CAMERAS:
-            jpeg[c].append(env.frame_jpeg(c, obs[c]) or encode_jpeg(obs[c], jpeg_quality))
-        for k in _VEC_KEYS:
-            rows[k].append(obs[k])
-        rows["stone_pos"].append(info["privileged"]["stone_pos"])
+        record_observation(env, obs, info, rows, states, jpeg, jpeg_quality)
         rows["subtask_index"].append(info["subtask_index"])
-        for c in CAMERAS:
-            px = info["target_px"][c]
-            rows[f"target_px_{c}"].append(_NAN2 if px is None else px)
         action = expert.act(obs, info)
         executed = action
         if noise > 0:
