@@ -21,6 +21,7 @@ from bomb_data.evaluate.runner import evaluate, read_results
 from bomb_data.sequence.pictures import WOOD
 
 from . import sequence_eval_policies
+from .test_eval_faults import content  # result rows without their timing fields
 
 REPO = Path(__file__).resolve().parents[1]
 #: Two cells (nominal and Go-letter coordinates); the sequence from the configuration (task: sequence).
@@ -32,20 +33,11 @@ axes:
 """
 SEQUENCE = {"length": 2, "move_number": 24, "capture_bias": 1.0}
 SIZE, MAX_STEPS = 32, 160
-TIMING = {"latency_ms", "latency_ms_mean", "latency_ms_p95", "control_hz", "env_ms_per_step",
-          "overhead_ms_per_step", "seconds", "states_ms_per_step"}
 
 
 def seq_cfg(**sequence):
     return load_config(overrides={"sim": {"image_height": SIZE, "image_width": SIZE, "max_steps": MAX_STEPS},
                                   "task": "sequence", "sequence": {**SEQUENCE, **sequence}})
-
-
-def content(out: Path) -> dict[str, dict]:
-    rows = read_results(out / "results.jsonl")
-    ids = [r["episode_id"] for r in rows]
-    assert len(ids) == len(set(ids)), ids
-    return {r["episode_id"]: {k: v for k, v in r.items() if k not in TIMING} for r in rows}
 
 
 @pytest.fixture(scope="module")
