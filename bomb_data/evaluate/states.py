@@ -91,7 +91,7 @@ class StateRecorder:
         data = buf.getvalue()
         path = Path(out_dir) / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        from .._atomic import remove_stale_temporaries
+        from ..store.format import remove_stale_temporaries
 
         remove_stale_temporaries(path)  # left by a run killed while writing it
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

@@ -36,8 +36,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from .._atomic import write_text_atomic
 from ..errors import ConfigError
+from ..store.format import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -357,4 +357,4 @@ def ask_probe_set(directory: Path, endpoint: str, model: str, out: Path, *, conc
 
 
 def _write_side(path: Path, obj: dict[str, Any]) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")

@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .._atomic import write_text_atomic
 from ..errors import ConfigError
 from ..seeds import probe_scene_rng, probe_split_u
+from ..store.format import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -477,9 +477,9 @@ def score_probe_set(directory: Path, predictions: Path) -> dict[str, Any]:
             summary["per_type"][t][f"per_{field}"] = {gk: stats(v) for gk, v in sorted(groups.items())}
     summary["unknown_prediction_ids"] = len(set(preds) - {it["id"] for it in items})
     outp = Path(str(predictions) + ".score.json")
-    write_text_atomic(outp, json.dumps({**summary, "items": rows}, indent=2))
+    atomic_write_text(outp, json.dumps({**summary, "items": rows}, indent=2))
     page = Path(str(predictions) + ".misses.html")
-    write_text_atomic(page, misses_html(directory, items, rows, summary))
+    atomic_write_text(page, misses_html(directory, items, rows, summary))
     summary["out"] = str(outp)
     summary["html"] = str(page)
     return summary

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .._atomic import write_text_atomic as _atomic
 from ..errors import ConfigError, StoreError
+from ..store.format import atomic_write_text
 from .metrics import ground_scores
 
 log = logging.getLogger(__name__)
@@ -308,9 +308,9 @@ def score_maps(maps_path: Path, against: Path, *, objects: tuple[str, ...] = OBJ
                     "maps_scored": len(keys)})
     out = Path(out) if out is not None else maps_path.with_name(maps_path.stem + ".ground")
     out.mkdir(parents=True, exist_ok=True)
-    _atomic(out / "frames.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    _atomic(out / "summary.json", json.dumps(summary, indent=2))
-    _atomic(out / "ground.html", render_html(summary))
+    atomic_write_text(out / "frames.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    atomic_write_text(out / "ground.html", render_html(summary))
     summary["out"] = str(out)
     if src.kind == "eval":
         refresh_eval_report(Path(against))

@@ -393,7 +393,7 @@ def write_masks(store: Any, out: Path, episodes: Iterable[int] | None = None, ca
                 arrays[f"{key}/{n}/amodal"] = o.amodal
     arrays["__index__"] = np.frombuffer(json.dumps(index).encode(), dtype=np.uint8)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from .._atomic import remove_stale_temporaries
+    from ..store.format import remove_stale_temporaries
 
     remove_stale_temporaries(out)  # left by a run that was killed while writing
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")

@@ -56,6 +56,17 @@ def atomic_write_text(path: Path, text: str) -> None:
     fault_point(f"after-rename-{path.name}")
 
 
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporary files ``.<name>.tmp-<pid>`` beside ``path`` (as :func:`atomic_write_text`
+    names them) that a process killed while writing it left (its PID no longer runs); those of a live
+    writer are kept."""
+    path = Path(path)
+    for p in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = p.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            p.unlink(missing_ok=True)
+
+
 def crc32c_hex(*parts: bytes) -> str:
     """CRC-32C of the concatenated ``parts``, as 8 hex digits (the per-episode checksums)."""
     c = 0
