@@ -98,6 +98,29 @@ def _quiet_cancelled_tasks() -> None:
             h.addFilter(_not_a_lost_scheduler)
 
 
+def _not_sync_cancel_before_start(record: logging.LogRecord) -> bool:
+    """False for the NameError tornado logs when Ctrl-C lands in ``distributed.utils.sync`` before its
+    coroutine has created the future that the cancel callback reads (a race in distributed itself:
+    ``cancel`` reads ``future``, which is only assigned a step later). Nothing was started, so there is
+    nothing to cancel; the interrupt itself is reported by the ``interrupted:`` line."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if not isinstance(exc, NameError) or "future" not in str(exc):
+        return True
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code if tb is not None else None
+    return not (code is not None and code.co_name == "cancel" and code.co_filename.endswith(
+        os.path.join("distributed", "utils.py")))
+
+
+def quiet_sync_cancel_race() -> None:
+    """Drop the record of :func:`_not_sync_cancel_before_start` (idempotent)."""
+    tlog = logging.getLogger("tornado.application")
+    if _not_sync_cancel_before_start not in tlog.filters:
+        tlog.addFilter(_not_sync_cancel_before_start)
+
+
 def check_dashboard(address: str | None, scheduler: str | None = None) -> str | None:
     """``--dashboard HOST:PORT`` checked (``[::1]:8787`` for IPv6; port 0 picks a free one).
 
@@ -130,6 +153,7 @@ def dask_client(workers: int, scheduler: str | None, dashboard: str | None = Non
     """
     from dask.distributed import Client, LocalCluster
 
+    quiet_sync_cancel_race()
     dlog = logging.getLogger("distributed")
     old_level = dlog.level
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
