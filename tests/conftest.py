@@ -16,6 +16,21 @@ SIDE_ENVS = REPO / ".venvs"
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 
+#: Test files that share a session fixture too costly to make twice: run on one pytest-xdist worker.
+XDIST_GROUPS = {"test_explain_act": "trained_act", "test_probe_act": "trained_act"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (scripts/test.sh runs ``-n auto --dist loadgroup``) each test file runs whole
+    on one worker, so its module fixtures (stores, trained checkpoints, servers) are made once; the files
+    of ``XDIST_GROUPS`` share one."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        stem = item.path.stem
+        item.add_marker(pytest.mark.xdist_group(XDIST_GROUPS.get(stem, stem)))
+
+
 def _make_tiny_store(path: Path, n: int) -> Path:
     from tests._stores import make_store
 
