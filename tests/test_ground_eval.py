@@ -209,7 +209,7 @@ def test_long_cell_ids_get_bounded_file_names(tmp_path: Path):
 
 
 def test_masks_restore_an_eval_with_its_own_config(tmp_path: Path):
-    # eval with another --config (a board of 4 cm instead of 5 cm spacing): masks restore its scene from run.json's config
+    # eval with another --config (a board of 4 cm spacing, not 5): masks restore its scene from run.json
     cfg = tmp_path / "small_board.yaml"
     cfg.write_text("sim:\n  max_spacing_m: 0.04\n")
     d = tmp_path / "run"
