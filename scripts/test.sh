@@ -20,7 +20,7 @@ fi
 export MUJOCO_GL=egl
 set +e
 # one pytest worker per core (pytest-xdist); a test file stays on one worker (conftest.py)
-.venv/bin/python -m pytest -n "${BOMB_TEST_WORKERS:-auto}" --dist loadgroup --durations=25 "$@"
+.venv/bin/python -m pytest -n "${BOMB_TEST_WORKERS:-auto}" --dist loadfile --durations=25 "$@"
 rc=$?
 set -e
 # pytest's "no tests collected" (5) is a failure here: a suite that ran nothing proves nothing.

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,15 +21,22 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 XDIST_GROUPS = {"test_explain_act": "trained_act", "test_probe_act": "trained_act"}
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (scripts/test.sh runs ``-n auto --dist loadgroup``) each test file runs whole
-    on one worker, so its module fixtures (stores, trained checkpoints, servers) are made once; the files
-    of ``XDIST_GROUPS`` share one."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        stem = item.path.stem
-        item.add_marker(pytest.mark.xdist_group(XDIST_GROUPS.get(stem, stem)))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under pytest-xdist's ``--dist loadfile`` (scripts/test.sh) each test file runs whole on one worker,
+    so its module fixtures (stores, trained checkpoints, servers) are made once, and the files of
+    ``XDIST_GROUPS`` share one worker. (``--dist loadgroup`` cannot do this: pytest 9.2 ignores the node
+    id suffix xdist 3.8 gives a group.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return XDIST_GROUPS.get(Path(file).stem, file)
+
+    return FileGroups(config, log)
 
 
 def _make_tiny_store(path: Path, n: int) -> Path:
