@@ -19,7 +19,8 @@ if [ "${BOMB_SKIP_SIDE_ENVS:-0}" != "1" ]; then
 fi
 export MUJOCO_GL=egl
 set +e
-.venv/bin/python -m pytest --durations=25 "$@"
+# one pytest worker per core (pytest-xdist); a test file stays on one worker (conftest.py)
+.venv/bin/python -m pytest -n "${BOMB_TEST_WORKERS:-auto}" --dist loadfile --durations=25 "$@"
 rc=$?
 set -e
 # pytest's "no tests collected" (5) is a failure here: a suite that ran nothing proves nothing.

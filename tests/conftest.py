@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +15,28 @@ REPO = Path(__file__).resolve().parents[1]
 SIDE_ENVS = REPO / ".venvs"
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+#: Test files that share a session fixture too costly to make twice: run on one pytest-xdist worker.
+XDIST_GROUPS = {"test_explain_act": "trained_act", "test_probe_act": "trained_act"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under pytest-xdist's ``--dist loadfile`` (scripts/test.sh) each test file runs whole on one worker,
+    so its module fixtures (stores, trained checkpoints, servers) are made once, and the files of
+    ``XDIST_GROUPS`` share one worker. (``--dist loadgroup`` cannot do this: pytest 9.2 ignores the node
+    id suffix xdist 3.8 gives a group.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return XDIST_GROUPS.get(Path(file).stem, file)
+
+    return FileGroups(config, log)
 
 
 def _make_tiny_store(path: Path, n: int) -> Path:
@@ -89,3 +113,40 @@ def sequence_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if proc.returncode != 0:
         pytest.fail(f"generating the sequence store failed:\n{proc.stderr[-4000:]}")
     return out
+
+
+#: The tiny ACT that test_explain_act and test_probe_act share: trained once on a LeRobot v3.0 export of
+#: a 3-episode 32x32 nominal-grid store, ``ACT_STEPS`` steps of batch 4 (tests/compat/check_probe_act.py).
+ACT_SIZE, ACT_STEPS, ACT_PROBE_SCENES, ACT_PROBE_GRID = 32, 400, 200, "randomized"
+
+
+@pytest.fixture(scope="session")
+def trained_act(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """ACT trained once in the side env ``lerobot30``, then probed and explained in that same process:
+    ``res`` (the probe's JSON line; the explanation's under ``"explain"``), ``scenes``/``images``/``features``
+    (the probe scenes: the randomized grid at root seed 1, at the size ACT was trained on; features of the
+    trained backbone and of its initialisation), ``dir`` and ``explain_out``."""
+    import numpy as np
+
+    from bomb_data.ground.features import iter_scenes
+    from tests._stores import make_store
+
+    d = tmp_path_factory.mktemp("act")
+    make_store(d / "store", n=3, H=ACT_SIZE, W=ACT_SIZE, grid="nominal")
+    p = subprocess.run([sys.executable, "-m", "bomb_data.cli", "export", "--format", "lerobot", "--store",
+                        str(d / "store"), "--out", str(d / "lerobot"), "-q"], capture_output=True, text=True,
+                       timeout=600, cwd=str(REPO))
+    assert p.returncode == 0, p.stderr
+    # probe scenes: the randomized grid (its tray moves: the active stone's region varies; on the nominal
+    # grid it never does)
+    scenes = list(iter_scenes(ACT_PROBE_GRID, ACT_PROBE_SCENES, seed=1, size=ACT_SIZE))
+    images = np.stack([sc["obs"]["agentview"] for sc in scenes])
+    np.savez(d / "images.npz", images=images)
+    proc = run_side("lerobot30", REPO / "tests" / "compat" / "check_probe_act.py", str(d / "lerobot"),
+                    str(d / "images.npz"), str(d / "act"), "--steps", str(ACT_STEPS), "--batch", "4",
+                    "--explain-out", str(d / "explain"), timeout=1500)
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    with np.load(d / "act" / "features.npz") as z:
+        feats = {k: z[k] for k in z.files}
+    return {"res": res, "scenes": scenes, "images": images, "features": feats, "dir": d,
+            "explain_out": d / "explain"}

@@ -19,19 +19,9 @@ SIZE = 32
 
 
 @pytest.fixture(scope="module")
-def act_run(tmp_path_factory) -> dict:
-    from tests._stores import make_store
-    from tests.conftest import run_side
-
-    d = tmp_path_factory.mktemp("explain_act")
-    make_store(d / "store", n=3, H=SIZE, W=SIZE, grid="nominal")
-    p = subprocess.run([sys.executable, "-m", "bomb_data.cli", "export", "--format", "lerobot", "--store",
-                        str(d / "store"), "--out", str(d / "lerobot"), "-q"], capture_output=True, text=True,
-                       timeout=600, cwd=str(REPO))
-    assert p.returncode == 0, p.stderr
-    proc = run_side("lerobot30", REPO / "tests" / "compat" / "check_explain_act.py", str(d / "lerobot"),
-                    str(d / "out"), "--steps", "400", "--batch", "4", timeout=900)
-    return {"res": json.loads(proc.stdout.strip().splitlines()[-1]), "out": d / "out"}
+def act_run(trained_act) -> dict:
+    # conftest: trained once (400 steps, batch 4), probed, then explained in the same process
+    return {"res": trained_act["res"]["explain"], "out": trained_act["explain_out"]}
 
 
 @pytest.mark.compat

@@ -206,3 +206,29 @@ def test_long_cell_ids_get_bounded_file_names(tmp_path: Path):
     a, b = "x" * 300 + "a", "x" * 300 + "b"
     assert safe_name(a) != safe_name(b) and max(len(safe_name(a)), len(safe_name(b))) <= MAX_NAME
     assert safe_name("nominal") == "nominal" and safe_name("a b/c") == "a_b_c"
+
+
+def test_masks_restore_an_eval_with_its_own_config(tmp_path: Path):
+    # eval with another --config (a board of 4 cm spacing, not 5): masks restore its scene from run.json
+    cfg = tmp_path / "small_board.yaml"
+    cfg.write_text("sim:\n  max_spacing_m: 0.04\n")
+    d = tmp_path / "run"
+    p = cli(*EVAL, "--episodes-per-cell", "1", "--config", str(cfg), "--out", str(d))
+    assert p.returncode == 0, p.stderr
+    meta = json.loads((d / "run.json").read_text())
+    assert meta["config"]["sim"]["max_spacing_m"] == 0.04
+    p = cli("masks", str(d), "--out", str(tmp_path / "m.npz"))
+    assert p.returncode == 0, p.stderr
+    from bomb_data.ground.truth import read_masks
+
+    index, _ = read_masks(tmp_path / "m.npz")
+    assert len(index["frames"]) == 2 * (rows_of(d)[0]["steps"] + 1)
+    # a run.json of an older version (hash only) restores the default board: the reset check refuses it
+    older = {k: v for k, v in meta.items() if k != "config"}
+    (d / "run.json").write_text(json.dumps(older))
+    one_line_error(cli("masks", str(d), "--out", str(tmp_path / "old.npz")), "recorded first state")
+    # an edited config no longer matches the run's hash: one line, nothing written
+    meta["config"]["sim"]["max_spacing_m"] = 0.03
+    (d / "run.json").write_text(json.dumps(meta))
+    one_line_error(cli("masks", str(d), "--out", str(tmp_path / "edited.npz")), "config_hash")
+    assert not (tmp_path / "old.npz").exists() and not (tmp_path / "edited.npz").exists()

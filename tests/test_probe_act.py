@@ -13,40 +13,20 @@ a backbone trained on three episodes has no reason to encode the scene.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from bomb_data.ground.features import iter_scenes, probe_features
+from bomb_data.ground.features import probe_features
 from tests._toy_features import Recorded
-from tests.conftest import REPO, run_side
+from tests.conftest import ACT_PROBE_GRID, ACT_PROBE_SCENES, ACT_SIZE, ACT_STEPS
 
-N, SIZE, STEPS, GRID = 200, 32, 300, "randomized"
+N, SIZE, STEPS, GRID = ACT_PROBE_SCENES, ACT_SIZE, ACT_STEPS, ACT_PROBE_GRID
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> dict:
-    from tests._stores import make_store
-
-    d = tmp_path_factory.mktemp("probe_act")
-    make_store(d / "store", n=3, H=SIZE, W=SIZE, grid="nominal")
-    p = subprocess.run([sys.executable, "-m", "bomb_data.cli", "export", "--format", "lerobot", "--store",
-                        str(d / "store"), "--out", str(d / "lerobot"), "-q"], capture_output=True, text=True,
-                       timeout=600, cwd=str(REPO))
-    assert p.returncode == 0, p.stderr
-    # probe scenes: the randomized grid (its tray moves: the active stone's region varies; on the nominal
-    # grid it never does), root seed 1, at the size ACT was trained on
-    scenes = list(iter_scenes(GRID, N, seed=1, size=SIZE))
-    images = np.stack([sc["obs"]["agentview"] for sc in scenes])
-    np.savez(d / "images.npz", images=images)
-    proc = run_side("lerobot30", REPO / "tests" / "compat" / "check_probe_act.py", str(d / "lerobot"),
-                    str(d / "images.npz"), str(d / "act"), "--steps", str(STEPS), "--batch", "4", timeout=1500)
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    with np.load(d / "act" / "features.npz") as z:
-        feats = {k: z[k] for k in z.files}
-    return {"res": res, "scenes": scenes, "images": images, "features": feats, "dir": d}
+def trained(trained_act) -> dict:
+    return trained_act  # conftest: trained once, shared with test_explain_act
 
 
 @pytest.mark.compat

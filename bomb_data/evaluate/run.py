@@ -181,7 +181,9 @@ def evaluate(cfg: BombConfig, policy: str, out: Path, *, grid: str = "nominal", 
     meta = {"key": run_key, "policy_description": policy_desc, "versions": versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "episodes_per_cell": episodes_per_cell, "episodes_planned": len(episodes),
-            "privileged": privileged, **plan.grid_meta, **sim_meta}
+            "privileged": privileged, **plan.grid_meta, **sim_meta,
+            # the whole configuration (its hash is in "key"): masks and ground restore the scene from it
+            "config": cfg.model_dump(mode="json")}
     try:
         write_run_file(run_path, meta, prev_meta)
         writer = ResultsWriter(res_path)

@@ -213,6 +213,22 @@ class _Source:
 
         if self.kind == "store":
             return BombConfig.model_validate(self.config)
+        recorded = self.run.get("config")
+        if recorded is not None:  # written by eval since 0.3.0: the run's own configuration, hash-checked
+            from pydantic import ValidationError
+
+            want = (self.run.get("key") or {}).get("config_hash")
+            try:
+                cfg = BombConfig.model_validate(recorded)
+            except ValidationError as exc:
+                raise StoreError(f"{self.path}/run.json: its config is not valid ({exc.error_count()} "
+                                 "errors)") from None
+            if want is not None and cfg.content_hash() != want:
+                raise StoreError(f"{self.path}/run.json: its config hashes to {cfg.content_hash()}, not to "
+                                 f"the run's config_hash {want} (edited?)")
+            return cfg
+        # an eval directory of an older version: the default configuration at the recorded image size
+        # (a run with another --config then fails the per-frame target-pixel check, in one line)
         H, W = self.run.get("image_size", [256, 256])
         cfg = BombConfig()
         sim = cfg.sim.model_copy(update={"image_height": int(H), "image_width": int(W)})

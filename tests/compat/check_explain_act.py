@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 CAMERAS = ("agentview", "wrist")
+CHUNK = 10  # ACT's action chunk
 _TRAINED: dict[str, Any] = {}
 
 
@@ -128,6 +129,21 @@ def train(ds: Any, items: list[dict[str, Any]], steps: int, chunk: int, batch: i
 
 def main(dataset: Path, out: Path, steps: int, frames: list[tuple[int, int]], batch: int = 8) -> dict[str, Any]:
     torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    ds, items = load_frames(dataset, CHUNK)
+    t_load = time.perf_counter() - t0
+    cpu0 = time.process_time()
+    policy, pre, losses = train(ds, items, steps, CHUNK, batch)
+    cpu_train = time.process_time() - cpu0
+    t_train = time.perf_counter() - t0 - t_load
+    res = explain_trained(dataset, ds, items, policy, pre, losses, batch, out, frames)
+    return {"load_seconds": round(t_load, 1), "train_seconds": round(t_train, 1),
+            "train_cpu_seconds": round(cpu_train, 1), "steps": steps, "batch": batch, **res}
+
+
+def explain_trained(dataset: Path, ds: Any, items: list[dict[str, Any]], policy: Any, pre: Any, losses: list[float],
+                    batch: int, out: Path, frames: list[tuple[int, int]]) -> dict[str, Any]:
+    """Steps 2 and 3 on a policy ``train`` made (it patches the policy's attention: see ``act_units``)."""
     from bomb_data.evaluate.adapt import AdapterConfig
     from bomb_data.evaluate.policies import PythonPolicy
     from bomb_data.evaluate.runner import EpisodeSpec
@@ -136,14 +152,7 @@ def main(dataset: Path, out: Path, steps: int, frames: list[tuple[int, int]], ba
     from bomb_data.explain.report import finalize, write_triptych
     from bomb_data.explain.runner import Rollout, explain_frame
 
-    chunk = 10
-    t0 = time.perf_counter()
-    ds, items = load_frames(dataset, chunk)
-    t_load = time.perf_counter() - t0
-    cpu0 = time.process_time()
-    policy, pre, losses = train(ds, items, steps, chunk, batch)
-    cpu_train = time.process_time() - cpu0
-    t_train = time.perf_counter() - t0 - t_load
+    steps = len(losses)
     wrapped = ACTExplained(policy, pre)
 
     def obs_of(it: dict[str, Any]) -> dict[str, Any]:
@@ -202,9 +211,7 @@ def main(dataset: Path, out: Path, steps: int, frames: list[tuple[int, int]], ba
         for r in rows:
             f.write(json.dumps(r) + "\n")
     summary = finalize(out)
-    return {"load_seconds": round(t_load, 1), "train_seconds": round(t_train, 1),
-            "train_cpu_seconds": round(cpu_train, 1), "steps": steps, "batch": batch,
-            "loss_first": losses[0], "loss_last": float(np.mean(losses[-20:])), "split_diff": split_diff,
+    return {"loss_first": losses[0], "loss_last": float(np.mean(losses[-20:])), "split_diff": split_diff,
             "units": {"blocks": [n for n, _ in units["blocks"]], "heads": [[n, h] for n, _, h in units["heads"]]},
             "frames": report, "summary_frames": summary["frames"], "files": sorted(
                 str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())}

@@ -4,7 +4,7 @@ Run in the side env ``lerobot30`` (lerobot 0.4.4, torch CPU; no mujoco, no sciki
 repository root:
 
     PYTHONPATH=$PWD .venvs/lerobot30/bin/python tests/compat/check_probe_act.py DATASET IMAGES.npz OUT \
-        [--steps 300 --batch 4]
+        [--steps 300 --batch 4] [--explain-out DIR]
 
 1. ACT is trained for ``--steps`` steps on ``DATASET`` exactly as in check_explain_act.py (tiny ACT,
    ResNet-18 backbone from random initialisation, lerobot's own pre-processor and L1 loss), and saved
@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from check_explain_act import CAMERAS, load_frames, train
+from check_explain_act import CAMERAS, CHUNK, explain_trained, load_frames, train
+
+FRAMES = ((0, 5), (0, 40), (1, 20))  # the frames explained with --explain-out (check_explain_act's default)
 
 
 def pipeline_features(policy: Any, pre: Any, images: np.ndarray, state_dim: int) -> np.ndarray:
@@ -48,16 +51,34 @@ def rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
 
 
-def main(dataset: Path, images_path: Path, out: Path, steps: int, batch: int) -> dict[str, Any]:
+def main(dataset: Path, images_path: Path, out: Path, steps: int, batch: int,
+         explain_out: Path | None = None) -> dict[str, Any]:
+    """Steps 1-3; with ``explain_out``, check_explain_act's steps 2 and 3 on the same trained policy
+    afterwards (into ``explain_out``, its result under ``"explain"``): one training serves both tests."""
     torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    ds, items = load_frames(dataset, CHUNK)
+    t_load = time.perf_counter() - t0
+    policy, pre, losses = train(ds, items, steps, CHUNK, batch)
+    t_train = time.perf_counter() - t0 - t_load
+    res = {"steps": steps, "batch": batch, "load_seconds": round(t_load, 1), "train_seconds": round(t_train, 1),
+           **probe_trained(ds, policy, pre, losses, images_path, out)}
+    if explain_out is not None:  # after the probe: explaining patches the policy's attention modules
+        t1 = time.perf_counter()
+        res["explain"] = {"steps": steps, "batch": batch, "train_seconds": round(t_train, 1),
+                          **explain_trained(dataset, ds, items, policy, pre, losses, batch, explain_out,
+                                            list(FRAMES))}
+        res["explain_seconds"] = round(time.perf_counter() - t1, 1)
+    return res
+
+
+def probe_trained(ds: Any, policy: Any, pre: Any, losses: list[float], images_path: Path,
+                  out: Path) -> dict[str, Any]:
+    """Steps 2 and 3 on a policy ``train`` made."""
     from lerobot.policies.act.modeling_act import ACTPolicy
 
     from bomb_data.ground.features import LeRobotBackbone
 
-    t0 = time.perf_counter()
-    ds, items = load_frames(dataset, 10)
-    policy, pre, losses = train(ds, items, steps, 10, batch)
-    t_train = time.perf_counter() - t0
     ckpt = out / "pretrained_model"
     policy.save_pretrained(ckpt)
     pre.save_pretrained(ckpt)
@@ -77,7 +98,7 @@ def main(dataset: Path, images_path: Path, out: Path, steps: int, batch: int) ->
     init = LeRobotBackbone(init_policy, mean=hook.mean, std=hook.std)
     init_feats = np.stack([init.features({"agentview": im}) for im in images])
     np.savez(out / "features.npz", trained=trained.astype(np.float32), init=init_feats.astype(np.float32))
-    return {"steps": steps, "batch": batch, "train_seconds": round(t_train, 1), "loss_first": losses[0],
+    return {"loss_first": losses[0],
             "loss_last": float(np.mean(losses[-20:])), "module": hook.module_path, "shape": list(trained.shape),
             "finite": bool(np.isfinite(trained).all()), "describe": hook.describe(),
             # differences relative to the largest feature (float32 sums in other orders: ~1e-6)
@@ -93,6 +114,9 @@ if __name__ == "__main__":
     ap.add_argument("out", type=Path)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--explain-out", type=Path, default=None,
+                    help="also explain the trained policy as check_explain_act.py does, into this directory")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
-    print(json.dumps(main(a.dataset, a.images, a.out, a.steps, a.batch)))
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    print(json.dumps(main(a.dataset, a.images, a.out, a.steps, a.batch, a.explain_out)))
