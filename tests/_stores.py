@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from bomb_data.config import load_config
@@ -22,3 +24,13 @@ def make_store(path: Path, n: int = 5, H: int = 64, W: int = 64, grid: str = "ra
     })
     generate(cfg, Path(path), workers=workers, mode="overwrite")
     return EpisodeStore(path)
+
+
+def export_store(store: Path, out: Path, fmt: str, *extra: str) -> Path:
+    """``bomb-data export --format FMT --store STORE --out OUT -q EXTRA...`` as a user runs it (a
+    subprocess, from the repository root); fails the calling test with its stderr if it fails."""
+    repo = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, "-m", "bomb_data.cli", "export", "--format", fmt, "--store", str(store),
+                        "--out", str(out), "-q", *extra], capture_output=True, text=True, timeout=600, cwd=str(repo))
+    assert p.returncode == 0, p.stderr
+    return out

@@ -129,14 +129,11 @@ def trained_act(tmp_path_factory: pytest.TempPathFactory) -> dict:
     import numpy as np
 
     from bomb_data.ground.features import iter_scenes
-    from tests._stores import make_store
+    from tests._stores import export_store, make_store
 
     d = tmp_path_factory.mktemp("act")
     make_store(d / "store", n=3, H=ACT_SIZE, W=ACT_SIZE, grid="nominal")
-    p = subprocess.run([sys.executable, "-m", "bomb_data.cli", "export", "--format", "lerobot", "--store",
-                        str(d / "store"), "--out", str(d / "lerobot"), "-q"], capture_output=True, text=True,
-                       timeout=600, cwd=str(REPO))
-    assert p.returncode == 0, p.stderr
+    export_store(d / "store", d / "lerobot", "lerobot")
     # probe scenes: the randomized grid (its tray moves: the active stone's region varies; on the nominal
     # grid it never does)
     scenes = list(iter_scenes(ACT_PROBE_GRID, ACT_PROBE_SCENES, seed=1, size=ACT_SIZE))

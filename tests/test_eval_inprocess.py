@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -44,15 +43,12 @@ def sim_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str
 def ckpts(tmp_path_factory) -> dict[str, Path]:
     side_python("sim_policies")
     lr_py, rm_py = side_python("lerobot30"), side_python("robomimic")
-    from tests._stores import make_store
+    from tests._stores import export_store, make_store
 
     d = tmp_path_factory.mktemp("inprocess")
     make_store(d / "store", n=2, H=SIZE, W=SIZE, grid="nominal")
-    for fmt, out in (("lerobot", "lerobot"), ("hdf5", "hdf5")):
-        p = subprocess.run([sys.executable, "-m", "bomb_data.cli", "export", "--format", fmt, "--store",
-                            str(d / "store"), "--out", str(d / out), "-q"], capture_output=True, text=True,
-                           timeout=600, cwd=str(REPO))
-        assert p.returncode == 0, p.stderr
+    for fmt in ("lerobot", "hdf5"):
+        export_store(d / "store", d / fmt, fmt)
     return {"dir": d, "store": d / "store", "lerobot_ds": d / "lerobot", "hdf5": d / "hdf5" / "bomb_go.hdf5",
             "lerobot": train_act(lr_py, d / "lerobot", d / "act"),
             "robomimic": train_bc(rm_py, d / "hdf5" / "bomb_go.hdf5", d / "bc")}

@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -57,14 +56,11 @@ def train_act(py: Path, dataset: Path, out: Path, steps: int = 2) -> Path:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict[str, Path]:
     py = side_python("lerobot30")
-    from tests._stores import make_store
+    from tests._stores import export_store, make_store
 
     d = tmp_path_factory.mktemp("lerobot_loop")
     make_store(d / "store", n=2, H=SIZE, W=SIZE, grid="nominal")
-    p = subprocess.run([sys.executable, "-m", "bomb_data.cli", "export", "--format", "lerobot", "--store",
-                        str(d / "store"), "--out", str(d / "lerobot"), "-q"], capture_output=True, text=True,
-                       timeout=600, cwd=str(REPO))
-    assert p.returncode == 0, p.stderr
+    export_store(d / "store", d / "lerobot", "lerobot")
     return {"py": py, "store": d / "store", "dataset": d / "lerobot",
             "ckpt": train_act(py, d / "lerobot", d / "train"), "dir": d}
 

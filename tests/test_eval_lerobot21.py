@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -46,16 +45,13 @@ def train_act_v21(py: Path, dataset: Path, out: Path, steps: int = 2) -> Path:
 @pytest.fixture(scope="module")
 def trained21(tmp_path_factory) -> dict[str, Path]:
     py = side_python("lerobot21_train")
-    from tests._stores import make_store
+    from tests._stores import export_store, make_store
 
     d = tmp_path_factory.mktemp("lerobot21_loop")
     make_store(d / "store", n=2, H=SIZE, W=SIZE, grid="nominal")
     # lerobot 0.3's trainer finds its action under "action" and state under "observation.*": the
     # lerobot preset's names (the openpi preset's "actions"/"state" are openpi's, for its own trainer)
-    p = subprocess.run([sys.executable, "-m", "bomb_data.cli", "export", "--format", "lerobot", "--lerobot-version",
-                        "v2.1", "--preset", "lerobot", "--store", str(d / "store"), "--out", str(d / "lerobot"), "-q"],
-                       capture_output=True, text=True, timeout=600, cwd=str(REPO))
-    assert p.returncode == 0, p.stderr
+    export_store(d / "store", d / "lerobot", "lerobot", "--lerobot-version", "v2.1", "--preset", "lerobot")
     return {"py": py, "store": d / "store", "dataset": d / "lerobot",
             "ckpt": train_act_v21(py, d / "lerobot", d / "train"), "dir": d}
 

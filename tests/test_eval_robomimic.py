@@ -70,10 +70,9 @@ def train_bc(py: Path, dataset: Path, out: Path, **kw: Any) -> Path:
 
 
 def _export(store: Path, out: Path, *extra: str) -> Path:
-    p = subprocess.run([sys.executable, "-m", "bomb_data.cli", "export", "--format", "hdf5", "--store", str(store),
-                        "--out", str(out), "-q", *extra], capture_output=True, text=True, timeout=600, cwd=str(REPO))
-    assert p.returncode == 0, p.stderr
-    return out / "bomb_go.hdf5"
+    from tests._stores import export_store
+
+    return export_store(store, out, "hdf5", *extra) / "bomb_go.hdf5"
 
 
 @pytest.fixture(scope="module")
